@@ -1,0 +1,45 @@
+# Every workflow a person or CI runs: set-up, stubs, checks, tests, the demo, benchmarks.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# The shared evaluation data lives beside the checkout when it exists; otherwise the default
+# data home (~/.cache/mfrec) or an explicit MFREC_DATA_HOME is used.
+ifneq ($(wildcard ../shared/data),)
+export MFREC_DATA_HOME ?= $(abspath ../shared/data)
+endif
+
+PROTO_SRC := protos/mfrec/v1/recommender.proto
+
+.PHONY: venv proto lint check test test-fast demo bench bench-quality clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ./client -e '.[dev]'
+	touch $(STAMP)
+
+# Regenerates the committed stubs in client/mfrec/v1 from the contract.
+proto: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos \
+		--python_out=client --grpc_python_out=client \
+		--mypy_out=client --mypy_grpc_out=client $(PROTO_SRC)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m mfrec.server.cli demo
+
+bench: $(STAMP)
+	$(PY) bench/serve.py
+
+bench-quality: $(STAMP)
+	$(PY) bench/quality.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info client/*.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
