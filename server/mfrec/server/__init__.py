@@ -1,0 +1,1 @@
+"""The mfrec server: serving core, gRPC adapter, process and command line."""

@@ -1,0 +1,144 @@
+"""The server process: builds the gRPC server with health and reflection, and runs it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mfrec.server.jobs import TrainingJobs
+from mfrec.server.recommender import Limits
+from mfrec.server.servicer import RecommenderServicer, ServiceSettings
+from mfrec.server.store import ModelStore
+from mfrec.v1 import recommender_pb2 as pb
+from mfrec.v1 import recommender_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `mfrec serve` configures."""
+
+    model_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    data_dir: Path | None = None
+    keep_versions: int = 3
+    limits: Limits = field(default_factory=Limits)
+    threads: int = 8
+    grace_seconds: float = 10.0
+    max_message_bytes: int = 64 * MiB
+    max_inline_ratings: int = 2_000_000
+    rating_range: tuple[float, float] | None = None
+    max_concurrent_rpcs: int | None = None
+
+
+@dataclass
+class RunningServer:
+    """A started server and the parts a caller may need (tests, the process main)."""
+
+    server: grpc.Server
+    port: int
+    store: ModelStore
+    jobs: TrainingJobs
+    health: health.HealthServicer
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def stop(self, grace: float | None) -> None:
+        """Marks the server NOT_SERVING, then stops it, letting in-flight calls finish."""
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+
+
+def build_server(config: ServerConfig) -> RunningServer:
+    """Creates, binds and starts a server; loads the newest valid model first.
+
+    Binding port 0 picks a free port, which RunningServer.port reports. Signals are left to
+    the caller, so tests can build servers freely.
+    """
+    store = ModelStore(config.model_dir, config.keep_versions)
+    store.load_newest()
+    jobs = TrainingJobs()
+    settings = ServiceSettings(
+        limits=config.limits,
+        data_dir=config.data_dir,
+        rating_range=config.rating_range,
+        max_inline_ratings=config.max_inline_ratings,
+    )
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="rpc"),
+        options=options,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs or 4 * config.threads,
+    )
+    pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(store, jobs, settings), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(f"{_host_for_bind(config.host)}:{config.port}")
+    if port == 0:
+        raise OSError(f"could not bind {config.host}:{config.port}")
+    running = RunningServer(server, port, store, jobs, health_servicer)
+    running.set_serving(store.current is not None)
+    store.add_listener(lambda model: running.set_serving(True))
+    server.start()
+    return running
+
+
+def _host_for_bind(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def serve(config: ServerConfig) -> int:
+    """Runs a server until SIGTERM or SIGINT, then drains it within the grace period."""
+    running = build_server(config)
+    model = running.store.current
+    log.info(
+        "listening on %s:%d, serving %s",
+        config.host,
+        running.port,
+        model.version if model else "no model (NOT_SERVING until a Train succeeds)",
+    )
+    stopping = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("received %s, draining for up to %.0f s", signal.Signals(signum).name,
+                 config.grace_seconds)
+        threading.Thread(target=running.stop, args=(config.grace_seconds,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    running.server.wait_for_termination()
+    log.info("stopped")
+    return 0

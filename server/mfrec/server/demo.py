@@ -1,0 +1,101 @@
+"""`mfrec demo`: train on MovieLens 100K, start a real server, and ask it for recommendations."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mfrec.client import Recommendations, RecommenderClient
+
+_KNOWN_USERS = ("196", "186", "22")
+_UNKNOWN_USER = "new-user-42"
+_START_TIMEOUT_SECONDS = 60.0
+
+
+def _dataset() -> tuple[object, dict[str, str], str]:
+    """Returns (ratings frame, titles, description), falling back to synthetic data offline."""
+    from mfrec.training.datasets import DatasetUnavailable, fetch_movielens, load_item_titles
+    from mfrec.training.loaders import load_ratings
+    from mfrec.training.synthetic import synthetic_ratings
+
+    try:
+        dataset = fetch_movielens("ml-100k")
+    except DatasetUnavailable as error:
+        print(f"MovieLens 100K is not available ({error}); using a synthetic data set instead")
+        return synthetic_ratings(943, 1682, 100_000, seed=42), {}, "synthetic ratings"
+    frame = load_ratings(dataset.ratings_path, dataset.format)
+    return frame, load_item_titles(dataset), f"MovieLens 100K ({dataset.ratings_path})"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_serving(target: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited early with code {process.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not become SERVING within {_START_TIMEOUT_SECONDS} s")
+
+
+def _show(answer: Recommendations, user_id: str, titles: dict[str, str]) -> None:
+    print(f"\nuser {user_id}: {answer.source.value} (model {answer.model_version})")
+    for rank, item in enumerate(answer.items, start=1):
+        title = titles.get(item.item_id, "")
+        print(f"  {rank:>2}. {item.score:6.3f}  [{item.item_id:>5}] {title}")
+
+
+def run_demo(work_dir: Path | None = None) -> int:
+    """Runs the whole path end to end; returns the process exit code."""
+    from mfrec.training.config import TrainingConfig
+    from mfrec.training.pipeline import train_and_save
+
+    with tempfile.TemporaryDirectory(prefix="mfrec-demo-") as scratch:
+        root = work_dir or Path(scratch)
+        model_dir = root / "models"
+        frame, titles, description = _dataset()
+        print(f"training on {description}: {len(frame):,} ratings")  # type: ignore[arg-type]
+        summary = train_and_save(frame, TrainingConfig(), model_dir)  # type: ignore[arg-type]
+        rmse = summary.validation_rmse
+        print(f"model {summary.model_version}: {summary.user_count} users, "
+              f"{summary.item_count} items, validation RMSE "
+              f"{'n/a' if rmse is None else f'{rmse:.4f}'}, {summary.train_seconds:.1f} s")
+        port = _free_port()
+        target = f"127.0.0.1:{port}"
+        command = [sys.executable, "-m", "mfrec.server.cli", "serve",
+                   "--model-dir", str(model_dir), "--port", str(port)]
+        server = subprocess.Popen(command, env=dict(os.environ))
+        try:
+            _wait_serving(target, server)
+            print(f"server listening on {target}")
+            with RecommenderClient(target) as client:
+                users = [u for u in _KNOWN_USERS if description.startswith("MovieLens")]
+                users = users or [str(frame["user_id"].iloc[0])]  # type: ignore[index]
+                for user_id in [*users, _UNKNOWN_USER]:
+                    _show(client.recommend(user_id, k=5), user_id, titles)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            code = server.wait(timeout=30)
+        print(f"\nserver stopped (exit code {code})")
+        return 0 if code == 0 else 1

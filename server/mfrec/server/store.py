@@ -1,0 +1,87 @@
+"""Model store: the serving snapshot, swapped by one reference assignment, and saved versions."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from mfrec.server.errors import NoModel
+from mfrec.server.model import ServingModel
+from mfrec.training.artifact import ArtifactError, list_versions, remove_stale_temporaries
+
+log = logging.getLogger(__name__)
+
+
+class ModelStore:
+    """Holds the model that answers requests and manages the versions under model_dir.
+
+    A request reads `current` once and uses that snapshot throughout, so a swap never mixes
+    two models in one answer.
+    """
+
+    def __init__(self, model_dir: Path, keep_versions: int = 3, mmap: bool = True) -> None:
+        if keep_versions < 1:
+            raise ValueError("keep_versions must be at least 1")
+        self.model_dir = model_dir
+        self.keep_versions = keep_versions
+        self.mmap = mmap
+        self._current: ServingModel | None = None
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[ServingModel], None]] = []
+
+    def add_listener(self, listener: Callable[[ServingModel], None]) -> None:
+        """Calls listener with every model swapped in from now on."""
+        self._listeners.append(listener)
+
+    @property
+    def current(self) -> ServingModel | None:
+        return self._current
+
+    def require(self) -> ServingModel:
+        """Returns the serving model, or raises NoModel."""
+        model = self._current
+        if model is None:
+            raise NoModel()
+        return model
+
+    def load_newest(self) -> ServingModel | None:
+        """Serves the newest version that loads; broken newer ones are skipped and logged."""
+        remove_stale_temporaries(self.model_dir)
+        for version in reversed(list_versions(self.model_dir)):
+            try:
+                model = ServingModel.load(self.model_dir / version, mmap=self.mmap)
+            except ArtifactError as error:
+                log.error("skipping model version %s: %s", version, error)
+                continue
+            self.swap(model)
+            return model
+        return None
+
+    def load_version(self, path: Path) -> ServingModel:
+        """Loads one version directory (raises ArtifactError when it is unusable)."""
+        return ServingModel.load(path, mmap=self.mmap)
+
+    def swap(self, model: ServingModel) -> None:
+        """Makes model the one serving."""
+        with self._lock:
+            self._current = model
+        log.info("serving model version %s", model.version)
+        for listener in self._listeners:
+            listener(model)
+
+    def prune(self) -> list[str]:
+        """Deletes all but the newest keep_versions versions, never the one serving."""
+        serving = self._current.version if self._current is not None else None
+        versions = list_versions(self.model_dir)
+        removed = []
+        for version in versions[: max(0, len(versions) - self.keep_versions)]:
+            if version == serving:
+                continue
+            shutil.rmtree(self.model_dir / version, ignore_errors=True)
+            removed.append(version)
+        if removed:
+            log.info("removed old model versions %s", ", ".join(removed))
+        return removed

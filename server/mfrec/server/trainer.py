@@ -1,0 +1,136 @@
+"""Training on behalf of the server: where data may come from, and the job that swaps models in.
+
+This is the one place the server calls the training pipeline (which needs pandas); it runs on
+the job thread, never on a request thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfrec.server.errors import InvalidRequest, NotFound
+from mfrec.server.jobs import JobBody, JobResult, ProgressReporter
+from mfrec.server.store import ModelStore
+from mfrec.training.config import TrainingConfig
+
+FORMATS = ("ml-100k", "ml-csv", "ml-dat", "csv")
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A ratings file inside the data dir, as the caller named it."""
+
+    path: Path
+    requested: str
+    fmt: str
+    csv_options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InlineSource:
+    """Ratings sent in the request itself."""
+
+    user_ids: list[str]
+    item_ids: list[str]
+    values: list[float]
+    timestamps: list[int]
+
+
+Source = FileSource | InlineSource
+
+
+def resolve_dataset_path(data_dir: Path | None, requested: str) -> Path:
+    """Returns the real path of a dataset inside data_dir.
+
+    Both the data dir and the request are resolved (".." and symbolic links followed) before
+    the containment check, so neither a relative escape nor a link pointing out gets through.
+
+    Raises:
+        InvalidRequest: no data dir is configured, or the path leaves it.
+        NotFound: the path does not exist.
+    """
+    if data_dir is None:
+        raise InvalidRequest(
+            "dataset_path cannot be used: the server was started without --data-dir; "
+            "send the ratings inline instead"
+        )
+    if "\x00" in requested:
+        raise InvalidRequest("dataset_path must not contain NUL characters")
+    root = data_dir.resolve()
+    candidate = Path(os.path.join(root, requested)).resolve()
+    if candidate != root and root not in candidate.parents:
+        raise InvalidRequest("dataset_path must name a file inside the server's data dir")
+    if not candidate.exists():
+        raise NotFound(f"dataset_path {requested!r} does not exist in the data dir")
+    if not candidate.is_file():
+        raise InvalidRequest(f"dataset_path {requested!r} is not a regular file")
+    return candidate
+
+
+def check_inline(source: InlineSource, rating_range: tuple[float, float] | None) -> None:
+    """Raises InvalidRequest for inline ratings that cannot be trained on."""
+    if not source.values:
+        raise InvalidRequest("ratings is empty: give dataset_path or at least one rating")
+    for position, value in enumerate(source.values):
+        if not math.isfinite(value):
+            raise InvalidRequest(f"ratings[{position}].value must be finite, got {value}")
+        if rating_range is not None and not rating_range[0] <= value <= rating_range[1]:
+            raise InvalidRequest(
+                f"ratings[{position}].value {value} is outside the server's rating range "
+                f"{rating_range[0]}..{rating_range[1]}"
+            )
+    for name, ids in (("user_id", source.user_ids), ("item_id", source.item_ids)):
+        for position, value in enumerate(ids):
+            if not value or not value.strip():
+                raise InvalidRequest(f"ratings[{position}].{name} is required and must not be blank")
+
+
+def training_job(
+    store: ModelStore,
+    source: Source,
+    config: TrainingConfig,
+    rating_range: tuple[float, float] | None = None,
+) -> JobBody:
+    """Returns the body of a job that trains, saves, loads and swaps in a new model."""
+
+    def body(report: ProgressReporter) -> JobResult:
+        from mfrec.training.pipeline import train_and_save
+
+        frame = _load(source, rating_range)
+
+        def progress(update: object) -> None:
+            report(update.iteration, update.total_iterations)  # type: ignore[attr-defined]
+
+        summary = train_and_save(frame, config, store.model_dir, progress)
+        model = store.load_version(summary.path)
+        store.swap(model)
+        store.prune()
+        return JobResult(
+            model_version=summary.model_version,
+            user_count=summary.user_count,
+            item_count=summary.item_count,
+            rating_count=summary.rating_count,
+            validation_rmse=summary.validation_rmse,
+            metrics=summary.metrics,
+        )
+
+    return body
+
+
+def _load(source: Source, rating_range: tuple[float, float] | None) -> object:
+    from mfrec.training.loaders import DatasetError, load_ratings, ratings_from_records
+
+    if isinstance(source, InlineSource):
+        return ratings_from_records(
+            source.user_ids, source.item_ids, source.values, source.timestamps
+        )
+    try:
+        return load_ratings(
+            source.path, source.fmt, rating_range=rating_range, **source.csv_options
+        )
+    except DatasetError as error:
+        # Name the file as the caller did, never by its location on the server.
+        raise DatasetError(str(error).replace(str(source.path), source.requested)) from None

@@ -1,0 +1,1 @@
+"""The mfrec training pipeline: loaders, models, evaluation and the model artifact."""
