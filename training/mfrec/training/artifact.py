@@ -226,7 +226,10 @@ def _loader(path: Path, mmap: bool) -> Any:
         file = path / f"{name}.npy"
         if not file.is_file():
             raise ArtifactError(f"model {path.name}: {file.name} is missing or not a file")
-        array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        try:
+            array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise ArtifactError(f"model {path.name}: {file.name} is unreadable ({error})") from None
         if array.dtype != dtype or array.ndim != ndim:
             raise ArtifactError(
                 f"model {path.name}: {file.name} has dtype {array.dtype} and {array.ndim} "
