@@ -28,6 +28,17 @@ proto: $(STAMP)
 		--python_out=client --grpc_python_out=client \
 		--mypy_out=client --mypy_grpc_out=client $(PROTO_SRC)
 
+# Fixes what the linter and formatter can fix by themselves.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format server client/mfrec/client training tests bench
+	$(VENV)/bin/ruff check --fix server client/mfrec/client training tests bench
+
+# Read-only checks: formatting, lint rules and types.
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check server client/mfrec/client training tests bench
+	$(VENV)/bin/ruff check server client/mfrec/client training tests bench
+	$(VENV)/bin/mypy -p mfrec.client -p mfrec.server -p mfrec.training
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
