@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,15 +54,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--data-dir", type=Path, default=None,
                        help="the only folder Train's dataset_path may read from")
-    serve.add_argument("--max-k", type=int, default=1000)
+    serve.add_argument("--max-k", type=int, default=1000,
+                       help="largest k a request may ask for (default %(default)s)")
     serve.add_argument("--keep-versions", type=int, default=3)
-    serve.add_argument("--max-batch", type=int, default=1000)
-    serve.add_argument("--max-id-bytes", type=int, default=256)
-    serve.add_argument("--max-exclude", type=int, default=10_000)
-    serve.add_argument("--max-allowed", type=int, default=10_000)
-    serve.add_argument("--max-inline-ratings", type=int, default=2_000_000)
-    serve.add_argument("--max-message-mib", type=int, default=64)
+    serve.add_argument("--max-batch", type=int, default=1000,
+                       help="most sub-requests in one RecommendBatch (default %(default)s)")
+    serve.add_argument("--max-id-bytes", type=int, default=256,
+                       help="longest user or item id, in UTF-8 bytes (default %(default)s)")
+    serve.add_argument("--max-exclude", type=int, default=10_000,
+                       help="most exclude_item_ids in one request (default %(default)s)")
+    serve.add_argument("--max-allowed", type=int, default=10_000,
+                       help="most allowed_item_ids in one request (default %(default)s)")
+    serve.add_argument("--max-recent", type=int, default=10_000,
+                       help="most recent_item_ids in one request (default %(default)s)")
+    serve.add_argument("--max-inline-ratings", type=int, default=2_000_000,
+                       help="most ratings sent inline in one Train (default %(default)s)")
+    serve.add_argument("--max-message-mib", type=int, default=64,
+                       help="largest request or response in MiB (default %(default)s); gRPC "
+                            "itself answers a larger one RESOURCE_EXHAUSTED")
     serve.add_argument("--threads", type=int, default=8, help="request threads per process")
+    serve.add_argument("--max-concurrent-rpcs", type=int, default=0,
+                       help="calls in progress at once before new ones are refused "
+                            "RESOURCE_EXHAUSTED (default 0: 4 x --threads)")
+    serve.add_argument("--tokens-file", type=Path, default=None,
+                       help="require bearer tokens: one role:token per line, role admin or read")
+    serve.add_argument("--tls-cert", type=Path, default=None, help="PEM server certificate")
+    serve.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
+    serve.add_argument("--tls-client-ca", type=Path, default=None,
+                       help="PEM CA of client certificates: requires mutual TLS")
+    serve.add_argument("--insecure-listen-any", action="store_true",
+                       help="allow a non-loopback --host without --tokens-file")
     serve.add_argument("--grace-seconds", type=float, default=10.0)
     serve.add_argument("--rating-range", default=None, metavar="MIN,MAX",
                        help="reject training values outside this range")
@@ -80,6 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--item", required=True)
     sim.add_argument("-k", type=int, default=10)
     sim.add_argument("--exclude", action="append", default=[], metavar="ITEM")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model on the fixed offline protocols (see EVALUATION in README)"
+    )
+    _add_data_options(evaluate)
+    evaluate.add_argument("--protocol", choices=("rating", "ranking"), default="rating")
+    _add_model_options(evaluate)
+    evaluate.add_argument("--popularity", choices=("damped-mean", "count", "mean-then-count"),
+                          default=None, help="also score this popularity ranking (ranking only)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print one JSON object on a single line instead of a table")
+
+    tune = commands.add_parser("tune", help="search hyper-parameters on a validation split")
+    _add_data_options(tune)
+    tune.add_argument("--protocol", choices=("rating", "ranking"), default="rating")
+    tune.add_argument("--algorithm", choices=ALGORITHMS, default="als-explicit")
+    tune.add_argument("--trials", type=int, default=12)
+    tune.add_argument("--seed", type=int, default=42)
 
     demo = commands.add_parser("demo", help="train on MovieLens 100K, serve, and recommend")
     demo.add_argument("--work-dir", type=Path, default=None, help="default: a temporary folder")
@@ -152,12 +193,14 @@ def _rating_range(text: str | None) -> tuple[float, float] | None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from mfrec.server.app import MiB, ServerConfig, serve
+    from mfrec.server.tls import tls_files
 
     limits = Limits(
         max_k=args.max_k,
         max_id_bytes=args.max_id_bytes,
         max_exclude=args.max_exclude,
         max_allowed=args.max_allowed,
+        max_recent=args.max_recent,
         max_batch=args.max_batch,
     )
     config = ServerConfig(
@@ -172,6 +215,10 @@ def run_serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_mib * MiB,
         max_inline_ratings=args.max_inline_ratings,
         rating_range=_rating_range(args.rating_range),
+        max_concurrent_rpcs=args.max_concurrent_rpcs or None,
+        tokens_file=args.tokens_file,
+        tls=tls_files(args.tls_cert, args.tls_key, args.tls_client_ca),
+        insecure_listen_any=args.insecure_listen_any,
     )
     return serve(config)
 
@@ -206,6 +253,50 @@ def run_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_frame(args: argparse.Namespace) -> object:
+    from mfrec.training.loaders import load_ratings
+
+    return load_ratings(args.data, args.format, **_csv_options(args))
+
+
+def _json_ready(value: object) -> object:
+    """Replaces NaN and infinities (not valid JSON) by null, recursively."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from mfrec.training.evaluation import evaluate, format_table
+
+    result = evaluate(_load_frame(args), args.protocol, _training_config(args),  # type: ignore[arg-type]
+                      popularity_method=args.popularity)
+    if args.json:
+        print(json.dumps(_json_ready(result), sort_keys=True, allow_nan=False))
+    else:
+        print(format_table(result))
+        popularity = result.get("popularity")
+        if popularity:
+            print(format_table({**popularity, **{k: result[k] for k in
+                                                 ("protocol", "train_rows", "test_rows")},
+                                "fit_seconds": 0.0}))
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from mfrec.training.tuning import format_trials, tune
+
+    best, trials = tune(_load_frame(args), args.protocol, args.algorithm,  # type: ignore[arg-type]
+                        trials=args.trials, seed=args.seed)
+    print(format_trials(trials))
+    print(f"best configuration: {json.dumps(best.to_dict(), sort_keys=True)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -217,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": run_serve,
         "recommend": run_recommend,
         "similar": run_similar,
+        "evaluate": run_evaluate,
+        "tune": run_tune,
         "demo": _run_demo,
     }
     try:
