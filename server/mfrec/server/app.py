@@ -14,16 +14,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mfrec.server.auth import TokenAuthInterceptor, is_loopback, load_tokens, method_roles
 from mfrec.server.jobs import TrainingJobs
 from mfrec.server.recommender import Limits
 from mfrec.server.servicer import RecommenderServicer, ServiceSettings
 from mfrec.server.store import ModelStore
+from mfrec.server.tls import TlsFiles, server_credentials
 from mfrec.v1 import recommender_pb2 as pb
 from mfrec.v1 import recommender_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+METHOD_ROLES = method_roles(pb.DESCRIPTOR.services_by_name["Recommender"])
 MiB = 1024 * 1024
 
 
@@ -43,6 +46,13 @@ class ServerConfig:
     max_inline_ratings: int = 2_000_000
     rating_range: tuple[float, float] | None = None
     max_concurrent_rpcs: int | None = None
+    tokens_file: Path | None = None
+    tls: TlsFiles | None = None
+    insecure_listen_any: bool = False
+
+
+class StartupError(Exception):
+    """The configuration cannot be served safely or at all; the message says what to change."""
 
 
 @dataclass
@@ -65,8 +75,12 @@ class RunningServer:
             self.health.set(name, status)
 
     def stop(self, grace: float | None) -> None:
-        """Marks the server NOT_SERVING, then stops it, letting in-flight calls finish."""
-        self.set_serving(False)
+        """Marks the server NOT_SERVING, then stops it, letting in-flight calls finish.
+
+        NOT_SERVING is permanent from here on: a model swapped in while draining (a training
+        job finishing) must not flip health back to SERVING.
+        """
+        self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
 
 
@@ -75,7 +89,17 @@ def build_server(config: ServerConfig) -> RunningServer:
 
     Binding port 0 picks a free port, which RunningServer.port reports. Signals are left to
     the caller, so tests can build servers freely.
+
+    Raises:
+        StartupError: the host is not loopback and no tokens are configured (without
+            insecure_listen_any).
+        TokenFileError, TlsError: the tokens file or a TLS file is unusable.
     """
+    _check_exposure(config)
+    interceptors: list[grpc.ServerInterceptor] = []
+    if config.tokens_file is not None:
+        interceptors.append(TokenAuthInterceptor(load_tokens(config.tokens_file), METHOD_ROLES))
+    credentials = server_credentials(config.tls) if config.tls is not None else None
     store = ModelStore(config.model_dir, config.keep_versions)
     store.load_newest()
     jobs = TrainingJobs()
@@ -93,6 +117,7 @@ def build_server(config: ServerConfig) -> RunningServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="rpc"),
         options=options,
+        interceptors=interceptors,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs or 4 * config.threads,
     )
     pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(store, jobs, settings), server)
@@ -103,7 +128,11 @@ def build_server(config: ServerConfig) -> RunningServer:
          reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(f"{_host_for_bind(config.host)}:{config.port}")
+    address = f"{_host_for_bind(config.host)}:{config.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"could not bind {config.host}:{config.port}")
     running = RunningServer(server, port, store, jobs, health_servicer)
@@ -111,6 +140,23 @@ def build_server(config: ServerConfig) -> RunningServer:
     store.add_listener(lambda model: running.set_serving(True))
     server.start()
     return running
+
+
+def _check_exposure(config: ServerConfig) -> None:
+    """Refuses to serve beyond loopback without tokens, unless told to (then warns)."""
+    if config.tokens_file is not None or is_loopback(config.host):
+        return
+    if not config.insecure_listen_any:
+        raise StartupError(
+            f"refusing to listen on {config.host} without --tokens-file: anyone who can reach "
+            "it could train and replace the model; give --tokens-file, listen on 127.0.0.1, "
+            "or pass --insecure-listen-any to accept the risk"
+        )
+    log.warning(
+        "listening on %s without tokens (--insecure-listen-any): every caller may train "
+        "and replace the model",
+        config.host,
+    )
 
 
 def _host_for_bind(host: str) -> str:
