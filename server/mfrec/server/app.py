@@ -19,7 +19,7 @@ from mfrec.server.jobs import TrainingJobs
 from mfrec.server.recommender import Limits
 from mfrec.server.servicer import RecommenderServicer, ServiceSettings
 from mfrec.server.store import ModelStore
-from mfrec.server.tls import TlsFiles, server_credentials
+from mfrec.server.tls import TlsFiles, add_tls_port, server_credentials
 from mfrec.v1 import recommender_pb2 as pb
 from mfrec.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -132,7 +132,7 @@ def build_server(config: ServerConfig) -> RunningServer:
     if credentials is None:
         port = server.add_insecure_port(address)
     else:
-        port = server.add_secure_port(address, credentials)
+        port = add_tls_port(server, address, credentials)
     if port == 0:
         raise OSError(f"could not bind {config.host}:{config.port}")
     running = RunningServer(server, port, store, jobs, health_servicer)

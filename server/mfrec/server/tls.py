@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,33 @@ def _read_pem(path: Path, flag: str, kind: bytes) -> bytes:
     if b"-----BEGIN " not in data or kind not in data:
         raise TlsError(f"{flag} {path}: expected a PEM file holding a {kind.decode().lower()}")
     return data
+
+
+def add_tls_port(server: grpc.Server, address: str, credentials: grpc.ServerCredentials) -> int:
+    """Binds address with TLS and returns the port; tells bad credentials from a busy port.
+
+    Raises:
+        TlsError: gRPC refuses the certificate or key (for example a key of another cert).
+        OSError: the address cannot be bound.
+    """
+    try:
+        return server.add_secure_port(address, credentials)
+    except RuntimeError:
+        if not _credentials_accepted(credentials):
+            raise TlsError(
+                "the TLS certificate and key are not usable together: check that --tls-key "
+                "is the private key of --tls-cert"
+            ) from None
+        raise OSError(f"could not bind {address}") from None
+
+
+def _credentials_accepted(credentials: grpc.ServerCredentials) -> bool:
+    # A loopback port 0 always binds, so a failure there can only be the credentials.
+    probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    try:
+        probe.add_secure_port("127.0.0.1:0", credentials)
+    except RuntimeError:
+        return False
+    finally:
+        probe.stop(None)
+    return True
