@@ -276,9 +276,10 @@ class ScoredItem(_message.Message):
     item_id: _builtins.str
     """The item's opaque id, exactly as it appeared in the training data."""
     score: _builtins.float
-    """Higher is better. For explicit models, a predicted rating on the training data's scale
-    (personalized) or the item's damped mean rating (popular); for the implicit model, a
-    relative preference with no unit. Similar items: cosine similarity in [-1, 1].
+    """Higher is better. Personalized and fold-in items: a predicted rating on the training
+    data's scale for explicit models, a relative preference with no unit for the implicit
+    model. Popular items: the item's number of ratings in the training data. Similar items:
+    cosine similarity in [-1, 1].
     """
     def __init__(
         self,

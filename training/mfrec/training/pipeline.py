@@ -20,7 +20,7 @@ from mfrec.training.factors import Factors
 from mfrec.training.ids import IdIndex
 from mfrec.training.interactions import Interactions, index_ratings
 from mfrec.training.models import fit_model
-from mfrec.training.popularity import DAMPED_MEAN, item_popularity
+from mfrec.training.popularity import COUNT, item_popularity
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def build_artifact(
     frame: pd.DataFrame,
     config: TrainingConfig,
     progress: ProgressSink | None = None,
-    popularity_method: str = DAMPED_MEAN,
+    popularity_method: str = COUNT,
 ) -> ModelArtifact:
     """Fits a model on a ratings frame and packs it with everything serving needs.
 

@@ -1,14 +1,18 @@
-"""Popularity ranking for users the model has never seen (cold start).
+"""Popularity rankings for users the model has never seen (cold start).
 
-The default ranking is a damped (Bayesian) mean rating:
+Three rankings are available, compared on the ranking protocol (README, "Training and quality"):
 
-    score_i = (sum of item i's ratings + m * global_mean) / (n_i + m)
+- count (the default): the number of ratings an item has. NDCG@10 0.222 on MovieLens 100K
+  and 0.187 on latest-small, the best of the three on both.
+- damped mean: the Bayesian mean rating
+  ``(sum of item i's ratings + m * global_mean) / (n_i + m)``, with the prior weight m the
+  median number of ratings per item (at least 1), read from the data. An item with one 5-star
+  rating is pulled back to the global mean instead of heading the list, but the list still
+  favours well-rated niche items over what most users go on to watch: NDCG@10 0.103 / 0.030.
+- mean then count: the naive sort by mean rating, ties by count. Items with a single top
+  rating head it, and it ranks almost nothing users watch: NDCG@10 0.0007 / 0.0025.
 
-with the prior weight m equal to the median number of ratings per item (at least 1), read
-from the data. An item with one 5-star rating is pulled most of the way back to the global
-mean, so it cannot head the list; a well-liked item with many ratings keeps its mean. Sorting
-by the plain mean rating (then count) does the opposite, and ranks almost nothing that users
-go on to watch (NDCG@10 0.0007 against 0.22 for the count on MovieLens 100K).
+Under count an item with a single rating can never head the list while any item has two.
 """
 
 from __future__ import annotations
