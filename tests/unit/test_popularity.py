@@ -47,3 +47,8 @@ def test_count_ranking_breaks_ties_by_index() -> None:
 def test_unknown_method_is_rejected() -> None:
     with pytest.raises(ValueError, match="popularity method"):
         item_popularity(np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32), 1, "best")
+
+
+def test_the_default_count_ranking_never_heads_with_a_single_rating() -> None:
+    items, values = _data()
+    assert item_popularity(items, values, 3).order.tolist() == [1, 2, 0]
