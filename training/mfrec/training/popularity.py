@@ -46,7 +46,7 @@ def item_popularity(
     item_index: npt.NDArray[np.int32],
     values: npt.NDArray[np.float32],
     n_items: int,
-    method: str = DAMPED_MEAN,
+    method: str = COUNT,
 ) -> Popularity:
     """Ranks every item by the chosen method; ties go to the lower item index."""
     counts = np.bincount(item_index, minlength=n_items).astype(np.int64)
