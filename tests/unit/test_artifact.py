@@ -93,7 +93,18 @@ def _dangling_link(name: str) -> Callable[[Path], None]:
     return corrupt
 
 
+def _empty(path: Path) -> None:
+    for entry in path.iterdir():
+        entry.unlink()
+
+
 CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
+    "empty directory": (_empty, "metadata.json is missing"),
+    "truncated id blob": (_truncate("item_ids.blob.npy"), "item_ids.blob"),
+    "metadata not an object": (
+        lambda p: (p / "metadata.json").write_text("[1, 2]"),
+        "not a JSON object",
+    ),
     "truncated npy": (_truncate("item_factors.npy"), "item_factors"),
     "truncated metadata": (_truncate("metadata.json"), "model"),
     "missing array": (lambda p: (p / "user_bias.npy").unlink(), "user_bias.npy is missing"),

@@ -24,8 +24,13 @@ from mfrec.server.errors import (
 from mfrec.server.jobs import JobState, JobStatus, TrainingJobs
 from mfrec.server.recommender import Limits, Recommendation, RecommendQuery, Source
 from mfrec.server.store import ModelStore
-from mfrec.server.trainer import FileSource, InlineSource, check_inline, resolve_dataset_path
-from mfrec.server.trainer import training_job
+from mfrec.server.trainer import (
+    FileSource,
+    InlineSource,
+    check_inline,
+    resolve_dataset_path,
+    training_job,
+)
 from mfrec.training.config import ALGORITHMS, ConfigError, TrainingConfig
 from mfrec.training.pipeline import total_iterations
 from mfrec.v1 import recommender_pb2 as pb
@@ -157,7 +162,13 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         config = config_from_proto(request.config)
         source = self._source(request)
         resolved = config.resolved()
-        body = training_job(self.store, source, config, self.settings.rating_range)
+        body = training_job(
+            self.store,
+            source,
+            config,
+            self.settings.rating_range,
+            max_id_bytes=self.settings.limits.max_id_bytes,
+        )
         return job_to_proto(self.jobs.start(body, total_iterations(resolved)))
 
     @_handled

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from mfrec.server.errors import InvalidRequest, NotFound
 from mfrec.server.jobs import JobBody, JobResult, ProgressReporter
 from mfrec.server.store import ModelStore
+from mfrec.training.artifact import ArtifactError
 from mfrec.training.config import TrainingConfig
+
+if TYPE_CHECKING:  # the serving process imports pandas only on the job thread
+    import pandas as pd
+
+    from mfrec.server.model import ServingModel
 
 FORMATS = ("ml-100k", "ml-csv", "ml-dat", "csv")
 
@@ -83,9 +93,15 @@ def check_inline(source: InlineSource, rating_range: tuple[float, float] | None)
                 f"{rating_range[0]}..{rating_range[1]}"
             )
     for name, ids in (("user_id", source.user_ids), ("item_id", source.item_ids)):
-        for position, value in enumerate(ids):
-            if not value or not value.strip():
-                raise InvalidRequest(f"ratings[{position}].{name} is required and must not be blank")
+        for position, text in enumerate(ids):
+            if not text or not text.strip():
+                raise InvalidRequest(
+                    f"ratings[{position}].{name} is required and must not be blank"
+                )
+
+
+class TrainingFailed(Exception):
+    """Training finished but its model cannot serve; the message says why."""
 
 
 def training_job(
@@ -93,6 +109,7 @@ def training_job(
     source: Source,
     config: TrainingConfig,
     rating_range: tuple[float, float] | None = None,
+    max_id_bytes: int | None = None,
 ) -> JobBody:
     """Returns the body of a job that trains, saves, loads and swaps in a new model."""
 
@@ -100,12 +117,22 @@ def training_job(
         from mfrec.training.pipeline import train_and_save
 
         frame = _load(source, rating_range)
+        if max_id_bytes is not None and isinstance(source, FileSource):
+            _check_id_lengths(frame, max_id_bytes, source)
 
         def progress(update: object) -> None:
             report(update.iteration, update.total_iterations)  # type: ignore[attr-defined]
 
-        summary = train_and_save(frame, config, store.model_dir, progress)
-        model = store.load_version(summary.path)
+        try:
+            # An overflow stops training at once, before a model of infinities is saved.
+            with np.errstate(over="raise"):
+                summary = train_and_save(frame, config, store.model_dir, progress)
+        except FloatingPointError as error:
+            raise TrainingFailed(f"training overflowed: {_magnitude_hint(frame)}") from error
+        except OSError as error:  # the job's error is shown to callers: no server paths
+            reason = error.strerror or type(error).__name__
+            raise TrainingFailed(f"saving the model failed: {reason}") from error
+        model = _load_trained(store, summary.path, frame)
         store.swap(model)
         store.prune()
         return JobResult(
@@ -120,7 +147,41 @@ def training_job(
     return body
 
 
-def _load(source: Source, rating_range: tuple[float, float] | None) -> object:
+def _load_trained(store: ModelStore, path: Path, frame: pd.DataFrame) -> ServingModel:
+    """Loads the version just saved; an unusable one is deleted, never left to be served."""
+    try:
+        return store.load_version(path)
+    except ArtifactError as error:
+        shutil.rmtree(path, ignore_errors=True)
+        reason = str(error).split(": ", 1)[-1]
+        raise TrainingFailed(
+            f"the trained model is unusable and was discarded: {reason}; {_magnitude_hint(frame)}"
+        ) from None
+
+
+def _magnitude_hint(frame: pd.DataFrame) -> str:
+    largest = float(np.abs(frame["rating"].to_numpy()).max())
+    return (
+        f"the ratings reach magnitude {largest:g}, and the float32 factors hold values up to "
+        "about 3.4e38 (products of ratings included): rescale very large ratings"
+    )
+
+
+def _check_id_lengths(frame: pd.DataFrame, max_id_bytes: int, source: FileSource) -> None:
+    """Rejects ids longer than requests may name, so every trained id can be asked for."""
+    for column, label in (("user_id", "user id"), ("item_id", "item id")):
+        encoded = frame[column].str.encode("utf-8", errors="surrogatepass")
+        lengths = encoded.str.len()  # type: ignore[misc]  # the stubs type .str.len on str only
+        too_long = np.flatnonzero(lengths.to_numpy() > max_id_bytes)
+        if too_long.size:
+            value = str(frame[column].iloc[int(too_long[0])])
+            raise InvalidRequest(
+                f"{source.requested}: the {label} {value[:32]!r}... is longer than the server's "
+                f"--max-id-bytes ({max_id_bytes} bytes of UTF-8)"
+            )
+
+
+def _load(source: Source, rating_range: tuple[float, float] | None) -> pd.DataFrame:
     from mfrec.training.loaders import DatasetError, load_ratings, ratings_from_records
 
     if isinstance(source, InlineSource):
