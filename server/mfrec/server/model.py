@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ import numpy.typing as npt
 from mfrec.training.artifact import ModelArtifact, read_artifact
 from mfrec.training.config import ALS_IMPLICIT, TrainingConfig
 from mfrec.training.ids import NOT_FOUND
+
+# Catalogs up to this size keep their item ids decoded (a few MB per process); larger ones
+# decode the few ids each answer needs from the shared, memory-mapped blob.
+DECODED_ITEM_IDS_MAX = 200_000
+# Below this many ids, decoding them one by one is faster than one gather and decode.
+_VECTOR_DECODE_MIN = 64
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,10 @@ class ServingModel:
         popularity_rank: rank of each item index in the popularity order (0 = most popular).
         item_norms: Euclidean norm of each item embedding, for cosine similarity.
         implicit: whether scores are implicit preferences rather than ratings.
+        max_item_norm, max_item_bias: the largest item norm and |item bias|, which bound the
+            rounding error of float32 scores (see score_slack).
+        ascii_item_ids: whether every item id is ASCII, so ids decode in one pass.
+        item_id_list: every item id decoded, for catalogs up to DECODED_ITEM_IDS_MAX.
     """
 
     artifact: ModelArtifact
@@ -32,20 +43,33 @@ class ServingModel:
     popularity_rank: npt.NDArray[np.int32]
     item_norms: npt.NDArray[np.float32]
     implicit: bool
+    max_item_norm: float = 0.0
+    max_item_bias: float = 0.0
+    ascii_item_ids: bool = False
+    item_id_list: tuple[str, ...] | None = None
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact) -> ServingModel:
+        artifact = _plain_views(artifact)
         f = artifact.factors
         n_items = len(artifact.item_ids)
         rank = np.empty(n_items, dtype=np.int32)
         rank[artifact.popularity.order] = np.arange(n_items, dtype=np.int32)
         config = TrainingConfig.from_dict(artifact.metadata.get("config", {}))
+        norms = _row_norms(f.item_factors)
+        blob = artifact.item_ids.blob
         return cls(
             artifact=artifact,
             user_offset=(np.float32(f.global_mean) + np.asarray(f.user_bias)).astype(np.float32),
             popularity_rank=rank,
-            item_norms=np.linalg.norm(f.item_factors, axis=1).astype(np.float32),
+            item_norms=norms,
             implicit=config.algorithm == ALS_IMPLICIT,
+            max_item_norm=float(norms.max(initial=0.0)),
+            max_item_bias=float(np.abs(f.item_bias).max(initial=0.0)),
+            ascii_item_ids=bool(blob.size == 0 or int(blob.max()) < 0x80),
+            item_id_list=(
+                tuple(artifact.item_ids.all_ids()) if n_items <= DECODED_ITEM_IDS_MAX else None
+            ),
         )
 
     @classmethod
@@ -80,6 +104,106 @@ class ServingModel:
         indices = self.artifact.item_ids.indices_of(item_ids)
         return np.unique(indices[indices != NOT_FOUND])
 
+    def item_ids_at(self, indices: npt.NDArray[np.integer]) -> list[str]:
+        """Returns the ids of several item indices, in the same order."""
+        if self.item_id_list is not None:
+            names = self.item_id_list
+            return [names[i] for i in indices.tolist()]
+        ids = self.artifact.item_ids
+        if not self.ascii_item_ids or indices.size < _VECTOR_DECODE_MIN:
+            return ids.ids_at(indices.tolist())
+        # One gather and one decode for all of them; ASCII makes byte offsets string offsets.
+        starts = ids.offsets[indices]
+        lengths = ids.offsets[indices + 1] - starts
+        ends = np.cumsum(lengths)
+        gather = np.repeat(starts - (ends - lengths), lengths) + np.arange(int(ends[-1]))
+        text = ids.blob[gather].tobytes().decode("ascii")
+        bounds = [0, *ends.tolist()]
+        return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def score_slack(self, user_indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Returns, per user, twice a bound of the rounding error of its float32 scores.
+
+        A float32 dot product of K terms is within (K + 1) * 2**-24 * |user| * |item| of the
+        exact value whatever the summation order, and the two bias additions and the final
+        rounding add 2**-24 of the magnitude each; the bound doubles that for safety.
+        """
+        f = self.artifact.factors
+        users = np.asarray(f.user_factors[user_indices], dtype=np.float64)
+        magnitude = (
+            np.sqrt(np.einsum("ij,ij->i", users, users)) * self.max_item_norm
+            + self.max_item_bias
+            + np.abs(self.user_offset[user_indices])
+        )
+        slack: npt.NDArray[np.float32] = (self._slack_unit * magnitude).astype(np.float32)
+        return slack
+
+    def user_slack(self, user_index: int) -> float:
+        """score_slack of one user, as a float."""
+        user = self.artifact.factors.user_factors[user_index]
+        norm = math.sqrt(float(np.dot(user, user)))
+        magnitude = norm * self.max_item_norm + self.max_item_bias
+        return self._slack_unit * (magnitude + abs(float(self.user_offset[user_index])))
+
+    @property
+    def _slack_unit(self) -> float:
+        return 4.0 * (int(self.artifact.factors.item_factors.shape[1]) + 4) * 2.0**-24
+
+    def exact_scores(
+        self, user_indices: npt.NDArray[np.int64], item_indices: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """Returns the score of each (user, item) pair, computed in float64 then rounded.
+
+        user_indices is one index per pair, or a single index (a 0-d array) for every pair.
+
+        Every path that returns scores ends here, so one request answers the same however
+        its candidates were found (matrix-vector or matrix-matrix product).
+        """
+        f = self.artifact.factors
+        items = f.item_factors[item_indices].astype(np.float64)
+        if user_indices.ndim == 0:
+            users = np.repeat(
+                f.user_factors[user_indices][None, :].astype(np.float64), items.shape[0], axis=0
+            )
+        else:
+            users = f.user_factors[user_indices].astype(np.float64)
+        # The same contiguous (pairs x factors) float64 operands on every path: einsum then
+        # sums each row in the same order, whatever the number of pairs.
+        dots = np.einsum("ij,ij->i", items, users)
+        dots += f.item_bias[item_indices]
+        dots += self.user_offset[user_indices]
+        scores: npt.NDArray[np.float32] = dots.astype(np.float32)
+        return scores
+
     def seen_items(self, user_index: int) -> npt.NDArray[np.int32]:
         indptr = self.artifact.seen_indptr
         return self.artifact.seen_indices[int(indptr[user_index]) : int(indptr[user_index + 1])]
+
+
+def _plain_views(artifact: ModelArtifact) -> ModelArtifact:
+    """Returns the artifact with every memory-mapped array as a plain ndarray view of the map.
+
+    Indexing an np.memmap runs Python code on every access (several microseconds each, many
+    times per request); a plain view of the same pages costs nothing more and shares them.
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.memmap):
+            return value.view(np.ndarray)
+        if is_dataclass(value) and not isinstance(value, type):
+            changes = {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+            return replace(value, **changes)
+        return value
+
+    result: ModelArtifact = plain(artifact)
+    return result
+
+
+def _row_norms(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Returns the Euclidean norm of each row, in chunks so no catalog-sized temporary grows."""
+    norms = np.empty(matrix.shape[0], dtype=np.float32)
+    step = 1 << 16
+    for start in range(0, matrix.shape[0], step):
+        block = np.asarray(matrix[start : start + step], dtype=np.float32)
+        norms[start : start + step] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return norms
