@@ -16,7 +16,6 @@ from mfrec.training.evaluation import (
     as_scorer,
     evaluate,
     evaluate_popularity,
-    fold_in_user,
     format_table,
     index_in_id_order,
     rank_users,
@@ -406,40 +405,6 @@ def test_evaluate_popularity_scores_each_method() -> None:
 def test_evaluate_popularity_refuses_an_unknown_method() -> None:
     with pytest.raises(ValueError, match="popularity method"):
         evaluate_popularity(_synthetic_frame(), "loudest")
-
-
-# --- fold-in ------------------------------------------------------------------------------
-
-
-def _fold_factors(items: np.ndarray, bias: np.ndarray, mean: float) -> Factors:
-    return Factors(
-        user_factors=np.zeros((1, items.shape[1]), np.float32),
-        item_factors=items.astype(np.float32),
-        user_bias=np.zeros(1, np.float32),
-        item_bias=bias.astype(np.float32),
-        global_mean=mean,
-    )
-
-
-def test_fold_in_recovers_an_exact_explicit_user() -> None:
-    rng = np.random.default_rng(1)
-    items = rng.normal(size=(8, 3))
-    bias = rng.normal(size=8)
-    truth = np.array([0.5, -1.0, 2.0])
-    chosen = np.array([0, 2, 3, 5, 7])
-    values = 3.0 + bias[chosen] + items[chosen] @ truth
-    vector = fold_in_user(_fold_factors(items, bias, 3.0), chosen, values, 1e-9)
-    assert vector == pytest.approx(truth, abs=1e-4)
-
-
-def test_fold_in_implicit_solves_the_weighted_normal_equations() -> None:
-    rng = np.random.default_rng(2)
-    items = rng.normal(size=(6, 2)).astype(np.float32).astype(np.float64)
-    chosen, values = np.array([1, 4]), np.array([1.0, 1.0])
-    x = fold_in_user(_fold_factors(items, np.zeros(6), 0.0), chosen, values, 0.5, alpha=2.0)
-    # (Y^T Y + Y_u^T (alpha r) Y_u + lambda I) x = Y_u^T (1 + alpha r)
-    gram = items.T @ items + 2.0 * items[chosen].T @ items[chosen] + 0.5 * np.eye(2)
-    assert gram @ x == pytest.approx(items[chosen].T @ np.array([3.0, 3.0]))
 
 
 def test_rank_users_accepts_any_seen_matrix_shape() -> None:

@@ -500,36 +500,6 @@ def _table_row(label: str, figures: dict[str, Any]) -> str:
     return f"  {label:<22}" + "".join(f"{figures[name]:>12.4f}" for name in RANKING_METRICS)
 
 
-# --- fold-in ------------------------------------------------------------------------------
-
-
-def fold_in_user(
-    factors: Factors,
-    item_indices: npt.NDArray[np.integer],
-    values: npt.NDArray[np.floating],
-    regularization: float,
-    alpha: float | None = None,
-) -> FloatArray:
-    """Solves for a new user's vector against the fixed item factors (one least squares).
-
-    Explicit (alpha None): (Y_u^T Y_u + lambda I) x = Y_u^T (r_u - mu - b_I), fitting the
-    residual the item biases leave. Implicit (alpha > 0, Hu et al. 2008):
-    (Y^T Y + Y_u^T diag(alpha r_u) Y_u + lambda I) x = Y_u^T (1 + alpha r_u).
-    """
-    items = factors.item_factors.astype(np.float64)
-    chosen = items[np.asarray(item_indices, dtype=np.int64)]
-    values = np.asarray(values, dtype=np.float64)
-    gram = regularization * np.eye(items.shape[1])
-    if alpha is None:
-        gram += chosen.T @ chosen
-        residual = values - factors.global_mean - factors.item_bias[item_indices]
-        rhs = chosen.T @ residual
-    else:
-        gram += items.T @ items + chosen.T @ (chosen * (alpha * values)[:, None])
-        rhs = chosen.T @ (1.0 + alpha * values)
-    return np.linalg.solve(gram, rhs)
-
-
 # --- data ---------------------------------------------------------------------------------
 
 
