@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mfrec.server.auth import TokenAuthInterceptor, is_loopback, load_tokens, method_roles
+from mfrec.server.drain import Drain
 from mfrec.server.jobs import TrainingJobs
 from mfrec.server.recommender import Limits
 from mfrec.server.servicer import RecommenderServicer, ServiceSettings
@@ -64,6 +66,7 @@ class RunningServer:
     store: ModelStore
     jobs: TrainingJobs
     health: health.HealthServicer
+    drain: Drain | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -83,6 +86,18 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
 
+    def shutdown(self, grace: float) -> None:
+        """Drains within grace seconds, then stops: what SIGTERM and SIGINT do.
+
+        Health turns NOT_SERVING; new Recommender calls get UNAVAILABLE at once while those
+        in flight finish, until callers are quiet (see drain.QUIET_SECONDS); then the server
+        stops, which also ends health watches.
+        """
+        self.health.enter_graceful_shutdown()
+        started = time.monotonic()
+        drained = self.drain is None or self.drain.drain(grace)
+        self.stop(0.0 if drained else max(0.0, grace - (time.monotonic() - started)))
+
 
 def build_server(config: ServerConfig) -> RunningServer:
     """Creates, binds and starts a server; loads the newest valid model first.
@@ -96,7 +111,8 @@ def build_server(config: ServerConfig) -> RunningServer:
         TokenFileError, TlsError: the tokens file or a TLS file is unusable.
     """
     _check_exposure(config)
-    interceptors: list[grpc.ServerInterceptor] = []
+    drain = Drain(SERVICE_NAME)
+    interceptors: list[grpc.ServerInterceptor] = [drain]
     if config.tokens_file is not None:
         interceptors.append(TokenAuthInterceptor(load_tokens(config.tokens_file), METHOD_ROLES))
     credentials = server_credentials(config.tls) if config.tls is not None else None
@@ -135,7 +151,7 @@ def build_server(config: ServerConfig) -> RunningServer:
         port = add_tls_port(server, address, credentials)
     if port == 0:
         raise OSError(f"could not bind {config.host}:{config.port}")
-    running = RunningServer(server, port, store, jobs, health_servicer)
+    running = RunningServer(server, port, store, jobs, health_servicer, drain)
     running.set_serving(store.current is not None)
     store.add_listener(lambda model: running.set_serving(True))
     server.start()
@@ -181,7 +197,7 @@ def serve(config: ServerConfig) -> int:
         stopping.set()
         log.info("received %s, draining for up to %.0f s", signal.Signals(signum).name,
                  config.grace_seconds)
-        threading.Thread(target=running.stop, args=(config.grace_seconds,), daemon=True).start()
+        threading.Thread(target=running.shutdown, args=(config.grace_seconds,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
