@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mfrec.server.auth import TokenAuthInterceptor, is_loopback, load_tokens, method_roles
 from mfrec.server.drain import Drain
+from mfrec.server.filejobs import FileJobs
 from mfrec.server.jobs import TrainingJobs
 from mfrec.server.recommender import Limits
 from mfrec.server.servicer import RecommenderServicer, ServiceSettings
@@ -51,6 +52,15 @@ class ServerConfig:
     tokens_file: Path | None = None
     tls: TlsFiles | None = None
     insecure_listen_any: bool = False
+    # When set, connections are closed (gracefully) after this age, so long-lived clients
+    # spread over the workers of --workers, which set it; None keeps connections open.
+    max_connection_age_seconds: float | None = None
+    max_connection_age_grace_seconds: float = 10.0
+    # Set by the supervisor of --workers: share the port, watch the model dir for new
+    # versions every poll_seconds, and keep training jobs in shared records (filejobs).
+    reuse_port: bool = False
+    poll_seconds: float = 0.0
+    shared_jobs: bool = False
 
 
 class StartupError(Exception):
@@ -64,7 +74,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     store: ModelStore
-    jobs: TrainingJobs
+    jobs: TrainingJobs | FileJobs
     health: health.HealthServicer
     drain: Drain | None = None
 
@@ -84,6 +94,7 @@ class RunningServer:
         job finishing) must not flip health back to SERVING.
         """
         self.health.enter_graceful_shutdown()
+        self.store.stop_polling()
         self.server.stop(grace).wait()
 
     def shutdown(self, grace: float) -> None:
@@ -118,7 +129,7 @@ def build_server(config: ServerConfig) -> RunningServer:
     credentials = server_credentials(config.tls) if config.tls is not None else None
     store = ModelStore(config.model_dir, config.keep_versions)
     store.load_newest()
-    jobs = TrainingJobs()
+    jobs = FileJobs(config.model_dir, store.refresh_to) if config.shared_jobs else TrainingJobs()
     settings = ServiceSettings(
         limits=config.limits,
         data_dir=config.data_dir,
@@ -128,8 +139,13 @@ def build_server(config: ServerConfig) -> RunningServer:
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
     ]
+    if config.max_connection_age_seconds is not None:
+        options.append(("grpc.max_connection_age_ms", int(config.max_connection_age_seconds * 1e3)))
+        options.append(
+            ("grpc.max_connection_age_grace_ms", int(config.max_connection_age_grace_seconds * 1e3))
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="rpc"),
         options=options,
@@ -155,6 +171,8 @@ def build_server(config: ServerConfig) -> RunningServer:
     running.set_serving(store.current is not None)
     store.add_listener(lambda model: running.set_serving(True))
     server.start()
+    if config.poll_seconds > 0:
+        store.start_polling(config.poll_seconds)
     return running
 
 

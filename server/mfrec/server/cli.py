@@ -85,12 +85,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure-listen-any", action="store_true",
                        help="allow a non-loopback --host without --tokens-file")
     serve.add_argument("--grace-seconds", type=float, default=10.0)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (default 1: this process)")
     serve.add_argument("--rating-range", default=None, metavar="MIN,MAX",
                        help="reject training values outside this range")
 
     rec = commands.add_parser("recommend", help="ask a running server for recommendations")
     rec.add_argument("--target", default="127.0.0.1:50051")
-    rec.add_argument("--user", required=True)
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user")
+    who.add_argument("--users-file", type=Path,
+                     help="one user id per line; writes CSV (user_id,rank,item_id,score,source)")
+    rec.add_argument("--batch-size", type=int, default=1000,
+                     help="users per RecommendBatch call with --users-file (the server's "
+                          "--max-batch at most)")
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--exclude", action="append", default=[], metavar="ITEM")
     rec.add_argument("--recent", action="append", default=[], metavar="ITEM",
@@ -220,6 +228,12 @@ def run_serve(args: argparse.Namespace) -> int:
         tls=tls_files(args.tls_cert, args.tls_key, args.tls_client_ca),
         insecure_listen_any=args.insecure_listen_any,
     )
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    if args.workers > 1:
+        from mfrec.server.supervisor import run_supervisor
+
+        return run_supervisor(config, args.workers)
     return serve(config)
 
 
@@ -233,6 +247,8 @@ def _print_items(items: Sequence[object], header: str) -> None:
 def run_recommend(args: argparse.Namespace) -> int:
     from mfrec.client import RecommenderClient
 
+    if args.users_file is not None:
+        return _recommend_file(args)
     with RecommenderClient(args.target) as client:
         answer = client.recommend(args.user, k=args.k, exclude=args.exclude,
                                   include_seen=args.include_seen, recent=args.recent,
@@ -241,6 +257,31 @@ def run_recommend(args: argparse.Namespace) -> int:
                                f"(model {answer.model_version})")
     if answer.ignored_item_ids:
         print(f"  ignored unknown items: {', '.join(answer.ignored_item_ids)}")
+    return 0
+
+
+def _recommend_file(args: argparse.Namespace) -> int:
+    """Answers every user of --users-file with RecommendBatch calls, as CSV on stdout."""
+    import csv
+
+    from mfrec.client import RecommenderClient
+
+    if args.batch_size < 1:
+        raise SystemExit("--batch-size must be at least 1")
+    text = args.users_file.read_text(encoding="utf-8")
+    users = [line.strip() for line in text.splitlines() if line.strip()]
+    options = {"k": args.k, "exclude": args.exclude, "include_seen": args.include_seen,
+               "recent": args.recent, "allowed": args.allowed}
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(("user_id", "rank", "item_id", "score", "source"))
+    with RecommenderClient(args.target, timeout=60.0) as client:
+        for start in range(0, len(users), args.batch_size):
+            chunk = users[start : start + args.batch_size]
+            answers = client.recommend_batch([{"user_id": u, **options} for u in chunk])
+            for user, answer in zip(chunk, answers, strict=True):
+                for rank, item in enumerate(answer.items, start=1):
+                    writer.writerow((user, rank, item.item_id, f"{item.score:.6g}",
+                                     answer.source.value))
     return 0
 
 

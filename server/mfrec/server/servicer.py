@@ -21,6 +21,7 @@ from mfrec.server.errors import (
     NotFound,
     ServingError,
 )
+from mfrec.server.filejobs import FileJobs
 from mfrec.server.jobs import JobState, JobStatus, TrainingJobs
 from mfrec.server.recommender import Limits, Recommendation, RecommendQuery, Source
 from mfrec.server.store import ModelStore
@@ -112,7 +113,9 @@ class ServiceSettings:
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     """Implements mfrec.v1.Recommender on a model store and a job runner."""
 
-    def __init__(self, store: ModelStore, jobs: TrainingJobs, settings: ServiceSettings) -> None:
+    def __init__(
+        self, store: ModelStore, jobs: TrainingJobs | FileJobs, settings: ServiceSettings
+    ) -> None:
         self.store = store
         self.jobs = jobs
         self.settings = settings
@@ -162,6 +165,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         config = config_from_proto(request.config)
         source = self._source(request)
         resolved = config.resolved()
+        if isinstance(self.jobs, FileJobs):  # --workers: the supervisor's trainer runs it
+            return job_to_proto(self.jobs.submit(source, config, total_iterations(resolved)))
         body = training_job(
             self.store,
             source,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +33,10 @@ class ModelStore:
         self._current: ServingModel | None = None
         self._lock = threading.Lock()
         self._listeners: list[Callable[[ServingModel], None]] = []
+        self._refresh_lock = threading.Lock()
+        self._broken: set[str] = set()
+        self._polling = threading.Event()
+        self._poller: threading.Thread | None = None
 
     def add_listener(self, listener: Callable[[ServingModel], None]) -> None:
         """Calls listener with every model swapped in from now on."""
@@ -71,6 +77,69 @@ class ModelStore:
         log.info("serving model version %s", model.version)
         for listener in self._listeners:
             listener(model)
+
+    def refresh(self) -> ServingModel | None:
+        """Swaps in the newest saved version if it is newer than the one serving.
+
+        Another process saved it (the trainer of `--workers`, or `mfrec train`). A version
+        that fails to load is logged once and skipped from then on.
+        """
+        with self._refresh_lock:
+            serving = self._current.version if self._current is not None else ""
+            for version in reversed(list_versions(self.model_dir)):
+                if version <= serving:
+                    return None
+                if version in self._broken:
+                    continue
+                try:
+                    model = self.load_version(self.model_dir / version)
+                except ArtifactError as error:
+                    log.error("skipping model version %s: %s", version, error)
+                    self._broken.add(version)
+                    continue
+                self.swap(model)
+                return model
+        return None
+
+    def refresh_to(self, version: str) -> None:
+        """Makes sure a version at least as new as the given one serves, if it loads."""
+        current = self._current
+        if current is None or current.version < version:
+            self.refresh()
+
+    def start_polling(self, interval_seconds: float) -> None:
+        """Checks the model dir for new versions every interval, on a background thread."""
+        if self._poller is not None:
+            return
+        self._poller = threading.Thread(
+            target=self._poll, args=(interval_seconds,), name="model-poll", daemon=True
+        )
+        self._poller.start()
+
+    def stop_polling(self) -> None:
+        self._polling.set()
+        if self._poller is not None:
+            self._poller.join()
+            self._poller = None
+
+    def _poll(self, interval_seconds: float) -> None:
+        # A save renames a folder into model_dir, which changes its mtime: a stat is enough
+        # until then. Two changes within the timestamp granularity can leave the mtime
+        # unchanged, so an mtime less than a second old is checked again at the next poll.
+        settled: int | None = None
+        while not self._polling.wait(interval_seconds):
+            try:
+                mtime = os.stat(self.model_dir).st_mtime_ns
+            except OSError:
+                continue
+            if mtime == settled:
+                continue
+            try:
+                self.refresh()
+            except OSError as error:
+                log.warning("could not check %s for new versions: %s", self.model_dir, error)
+                continue
+            settled = mtime if time.time_ns() - mtime > 1_000_000_000 else None
 
     def prune(self) -> list[str]:
         """Deletes all but the newest keep_versions versions, never the one serving."""
