@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,21 @@ def start_serve(args: list[str], env: dict[str, str] | None = None) -> ServeProc
     return served
 
 
+@contextmanager
+def closing_all() -> Iterator[list[ServeProcess]]:
+    """Collects started server processes and kills any still running on exit."""
+    started: list[ServeProcess] = []
+    try:
+        yield started
+    finally:
+        for served in started:
+            served.close()
+
+
 @pytest.fixture
 def serve_processes() -> Iterator[list[ServeProcess]]:
-    """Collects started server processes and kills any still running at teardown."""
-    started: list[ServeProcess] = []
-    yield started
-    for served in started:
-        served.close()
+    with closing_all() as started:
+        yield started
 
 
 class HealthWatch:

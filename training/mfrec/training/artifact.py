@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,10 @@ TEMP_PREFIX = ".tmp-"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}\d{6}Z$")
 _VERSION_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _ID_PARTS = ("blob", "offsets", "hashes", "order")
+# Crash-test hook (tests/integration/test_faults.py): with MFREC_CRASH_AFTER_STEP=N set, a
+# save kills its own process with SIGKILL right after step N (steps 1-17 write the files, 18
+# renames the folder into place), to show a crash anywhere leaves every saved version intact.
+CRASH_AFTER_STEP = "MFREC_CRASH_AFTER_STEP"
 
 
 class ArtifactError(Exception):
@@ -119,19 +124,28 @@ def write_artifact(artifact: ModelArtifact, model_dir: Path, version: str | None
         shutil.rmtree(temp)
     temp.mkdir()
     try:
-        for name, array in _arrays(artifact).items():
+        step = 0
+        for step, (name, array) in enumerate(_arrays(artifact).items(), start=1):
             _write_file(temp / f"{name}.npy", lambda handle, a=array: np.save(handle, a))
+            _crash_point(step)
         metadata = dict(artifact.metadata, model_version=version, format_version=FORMAT_VERSION)
         text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False).encode()
         _write_file(temp / METADATA_FILE, lambda handle: handle.write(text))
+        _crash_point(step + 1)
         _fsync_dir(temp)
         final = model_dir / version
         os.rename(temp, final)
+        _crash_point(step + 2)
         _fsync_dir(model_dir)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return final
+
+
+def _crash_point(step: int) -> None:
+    if os.environ.get(CRASH_AFTER_STEP) == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_file(path: Path, write: Any) -> None:
