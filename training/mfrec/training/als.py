@@ -9,13 +9,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
-from mfrec.training.config import TrainingConfig
+from mfrec.training.config import MIN_REGULARIZATION_COUNT, TrainingConfig
 from mfrec.training.factors import Factors
 from mfrec.training.interactions import Interactions
 from mfrec.training.linalg import solve_explicit_rows
 
+FloatArray = npt.NDArray[np.float64]
+
 _INIT_SCALE = 0.1
+# Conjugate-gradient steps per row and half-sweep, warm-started from the previous sweep: the
+# same validation RMSE as exact solves (MovieLens 100K, 10 sweeps: 0.9082 against 0.9083; 25
+# sweeps: 0.9080 both) for about half the cost of a sweep.
+CG_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -47,67 +54,68 @@ def fit_explicit_als(
     """Fits r_ui ~ mu + b_u + b_i + p_u . q_i by ALS; deterministic for a given seed.
 
     Each half-sweep solves, for every user u at once (items likewise),
-        (Q_u^T Q_u + diag(lambda * n_u, ..., lambda * n_u, lambda_b)) [p_u; b_u]
+        (Q_u^T Q_u + diag(lambda * m_u, ..., lambda * m_u, lambda_b)) [p_u; b_u]
             = Q_u^T (r_u - mu - b_I)
-    where Q_u stacks [q_i, 1] for the items u rated and n_u is how many there are.
+    where Q_u stacks [q_i, 1] for the items u rated, n_u is how many there are and
+    m_u = max(n_u, MIN_REGULARIZATION_COUNT). The solves are conjugate-gradient steps warm-started
+    from the previous sweep (CG_STEPS); the first sweep starts from small random factors.
     """
     config = config.resolved()
     rng = np.random.default_rng(config.seed)
-    f = config.factors
-    by_user = data.user_item_matrix()
-    by_item = data.item_user_matrix()
-    mu = float(np.mean(data.values, dtype=np.float64)) if data.n_ratings else 0.0
-    users = rng.normal(0.0, _INIT_SCALE, (data.n_users, f))
-    items = rng.normal(0.0, _INIT_SCALE, (data.n_items, f))
-    user_bias = np.zeros(data.n_users)
-    item_bias = np.zeros(data.n_items)
-    user_reg = _regularization(by_user, config)
-    item_reg = _regularization(by_item, config)
+    by_user, by_item = data.user_item_matrix(), data.item_user_matrix()
+    mu = float(np.mean(data.values, dtype=np.float64))
+    # Rows are [factors, bias]: the bias is one more coordinate of the same solve.
+    users = np.hstack(
+        [rng.normal(0.0, _INIT_SCALE, (data.n_users, config.factors)), np.zeros((data.n_users, 1))]
+    )
+    items = np.hstack(
+        [rng.normal(0.0, _INIT_SCALE, (data.n_items, config.factors)), np.zeros((data.n_items, 1))]
+    )
+    user_reg, item_reg = _regularization(by_user, config), _regularization(by_item, config)
     for iteration in range(1, config.iterations + 1):
         started = time.perf_counter()
-        targets = by_user.data.astype(np.float64) - mu - item_bias[by_user.indices]
-        solved = solve_explicit_rows(
-            by_user.indptr, by_user.indices, targets, _with_ones(items), user_reg
-        )
-        users, user_bias = solved[:, :f], solved[:, f]
-        targets = by_item.data.astype(np.float64) - mu - user_bias[by_item.indices]
-        solved = solve_explicit_rows(
-            by_item.indptr, by_item.indices, targets, _with_ones(users), item_reg
-        )
-        items, item_bias = solved[:, :f], solved[:, f]
-        factors = _factors(users, items, user_bias, item_bias, mu)
+        users = _half_sweep(by_user, users, items, user_reg, mu)
+        items = _half_sweep(by_item, items, users, item_reg, mu)
         if progress is not None:
-            train = rmse(
-                factors.predict(data.user_index.astype(np.int64), data.item_index), data.values
-            )
+            factors = _factors(users, items, mu)
+            users_at, items_at = data.user_index.astype(np.int64), data.item_index.astype(np.int64)
+            predicted = factors.predict(users_at, items_at)
+            train = rmse(predicted, data.values)
             held_out = validator(factors) if validator is not None else None
             progress(IterationReport(iteration, train, held_out, time.perf_counter() - started))
-    return _factors(users, items, user_bias, item_bias, mu)
+    return _factors(users, items, mu)
 
 
-def _with_ones(factors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.hstack([factors, np.ones((factors.shape[0], 1))])
+def _half_sweep(
+    matrix: sp.csr_matrix, own: FloatArray, other: FloatArray, reg: FloatArray, mu: float
+) -> FloatArray:
+    """Re-solves every row [x, b] of one side against the other side's rows [y, c].
+
+    The other side enters as [y, 1] with its bias moved into the targets r - mu - c.
+    """
+    targets = matrix.data.astype(np.float64) - mu - other[matrix.indices, -1]
+    fixed = np.hstack([other[:, :-1], np.ones((other.shape[0], 1))])
+    return solve_explicit_rows(matrix.indptr, matrix.indices, targets, fixed, reg, own, CG_STEPS)
 
 
-def _regularization(matrix: object, config: TrainingConfig) -> npt.NDArray[np.float64]:
-    counts = np.diff(matrix.indptr).astype(np.float64)  # type: ignore[attr-defined]
+def _regularization(matrix: sp.csr_matrix, config: TrainingConfig) -> FloatArray:
+    """The diagonal of every row's system: lambda * max(n_r, n_min) on factors, lambda_b on bias.
+
+    Count scaling (ALS-WR) alone leaves a row with one rating almost unpenalized; the floor
+    n_min keeps rare items (and folded-in users) from fitting their few ratings exactly.
+    """
+    counts = np.maximum(np.diff(matrix.indptr), MIN_REGULARIZATION_COUNT).astype(np.float64)
     reg = np.empty((counts.shape[0], config.factors + 1))
     reg[:, : config.factors] = config.regularization * counts[:, None]
     reg[:, config.factors] = config.bias_regularization
     return reg
 
 
-def _factors(
-    users: npt.NDArray[np.float64],
-    items: npt.NDArray[np.float64],
-    user_bias: npt.NDArray[np.float64],
-    item_bias: npt.NDArray[np.float64],
-    mu: float,
-) -> Factors:
+def _factors(users: FloatArray, items: FloatArray, mu: float) -> Factors:
     return Factors(
-        user_factors=np.ascontiguousarray(users, dtype=np.float32),
-        item_factors=np.ascontiguousarray(items, dtype=np.float32),
-        user_bias=user_bias.astype(np.float32),
-        item_bias=item_bias.astype(np.float32),
+        user_factors=np.ascontiguousarray(users[:, :-1], dtype=np.float32),
+        item_factors=np.ascontiguousarray(items[:, :-1], dtype=np.float32),
+        user_bias=users[:, -1].astype(np.float32),
+        item_bias=items[:, -1].astype(np.float32),
         global_mean=mu,
     )
