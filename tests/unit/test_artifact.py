@@ -175,3 +175,23 @@ def test_prune_keeps_the_newest_and_the_serving_version(
     removed = store.prune()
     remaining = list_versions(first.parent)
     assert first.name in remaining and len(remaining) == 3 and len(removed) == 1
+
+
+def test_only_saves_whose_writer_is_gone_are_cleaned_up(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mfrec.training.artifact import remove_stale_temporaries
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead = tmp_path / f"{TEMP_PREFIX}20260101T000000000000Z-{finished.stdout.strip()}"
+    live = tmp_path / f"{TEMP_PREFIX}20260101T000000000001Z-{os.getpid()}"
+    unnamed = tmp_path / f"{TEMP_PREFIX}odd"
+    for folder in (dead, live, unnamed):
+        folder.mkdir()
+    remove_stale_temporaries(tmp_path)
+    assert live.exists() and not dead.exists() and not unnamed.exists()
+    remove_stale_temporaries(tmp_path, older_than_seconds=-1.0)
+    assert not live.exists()  # old enough: the id may have been reused

@@ -163,14 +163,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def remove_stale_temporaries(model_dir: Path, older_than_seconds: float = 0.0) -> None:
-    """Deletes unfinished saves (".tmp-" folders) left by a crashed process."""
+def remove_stale_temporaries(model_dir: Path, older_than_seconds: float = 6 * 3600.0) -> None:
+    """Deletes unfinished saves (".tmp-" folders) whose writer is gone.
+
+    A save names its writer's process id last (".tmp-<version>-<pid>"); the folder is removed
+    when that process no longer exists, or when it is older than older_than_seconds (the id
+    may have been reused). A save still in progress by a live process is left alone, so a
+    server starting beside a running `mfrec train` does not delete its work.
+    """
     if not model_dir.is_dir():
         return
     cutoff = time.time() - older_than_seconds
     for entry in model_dir.iterdir():
-        if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime <= cutoff:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            stale = entry.lstat().st_mtime <= cutoff or not _alive(_writer_pid(entry.name))
+        except OSError:
+            continue
+        if stale:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _writer_pid(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def read_artifact(path: Path, mmap: bool = True) -> ModelArtifact:
