@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mfrec.server.allocator import tune_malloc
 from mfrec.server.auth import TokenAuthInterceptor, is_loopback, load_tokens, method_roles
 from mfrec.server.drain import Drain
 from mfrec.server.filejobs import FileJobs
@@ -199,6 +200,7 @@ def _host_for_bind(host: str) -> str:
 
 def serve(config: ServerConfig) -> int:
     """Runs a server until SIGTERM or SIGINT, then drains it within the grace period."""
+    tune_malloc()
     running = build_server(config)
     model = running.store.current
     log.info(

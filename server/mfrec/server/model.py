@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
@@ -29,8 +30,6 @@ class ServingModel:
     Attributes:
         artifact: the arrays and metadata as read (memory-mapped when loaded that way).
         user_offset: global mean + user bias, the per-user constant of a predicted rating.
-        popularity_rank: rank of each item index in the popularity order (0 = most popular).
-        item_norms: Euclidean norm of each item embedding, for cosine similarity.
         implicit: whether scores are implicit preferences rather than ratings.
         max_item_norm, max_item_bias: the largest item norm and |item bias|, which bound the
             rounding error of float32 scores (see score_slack).
@@ -40,8 +39,6 @@ class ServingModel:
 
     artifact: ModelArtifact
     user_offset: npt.NDArray[np.float32]
-    popularity_rank: npt.NDArray[np.int32]
-    item_norms: npt.NDArray[np.float32]
     implicit: bool
     max_item_norm: float = 0.0
     max_item_bias: float = 0.0
@@ -53,18 +50,13 @@ class ServingModel:
         artifact = _plain_views(artifact)
         f = artifact.factors
         n_items = len(artifact.item_ids)
-        rank = np.empty(n_items, dtype=np.int32)
-        rank[artifact.popularity.order] = np.arange(n_items, dtype=np.int32)
         config = TrainingConfig.from_dict(artifact.metadata.get("config", {}))
-        norms = _row_norms(f.item_factors)
         blob = artifact.item_ids.blob
         return cls(
             artifact=artifact,
             user_offset=(np.float32(f.global_mean) + np.asarray(f.user_bias)).astype(np.float32),
-            popularity_rank=rank,
-            item_norms=norms,
             implicit=config.algorithm == ALS_IMPLICIT,
-            max_item_norm=float(norms.max(initial=0.0)),
+            max_item_norm=float(_row_norms(f.item_factors, keep=False).max(initial=0.0)),
             max_item_bias=float(np.abs(f.item_bias).max(initial=0.0)),
             ascii_item_ids=bool(blob.size == 0 or int(blob.max()) < 0x80),
             item_id_list=(
@@ -76,6 +68,21 @@ class ServingModel:
     def load(cls, path: Path, mmap: bool = True) -> ServingModel:
         """Reads and checks a version directory; raises ArtifactError when it is unusable."""
         return cls.from_artifact(read_artifact(path, mmap=mmap))
+
+    # Catalog-sized arrays only some requests need: computed by the first such request, so
+    # a worker that never answers one holds none of them (4 bytes per item each).
+
+    @functools.cached_property
+    def popularity_rank(self) -> npt.NDArray[np.int32]:
+        """Rank of each item index in the popularity order (0 = most popular)."""
+        rank = np.empty(self.n_items, dtype=np.int32)
+        rank[self.artifact.popularity.order] = np.arange(self.n_items, dtype=np.int32)
+        return rank
+
+    @functools.cached_property
+    def item_norms(self) -> npt.NDArray[np.float32]:
+        """Euclidean norm of each item embedding, for cosine similarity."""
+        return _row_norms(self.artifact.factors.item_factors)
 
     @property
     def version(self) -> str:
@@ -199,11 +206,19 @@ def _plain_views(artifact: ModelArtifact) -> ModelArtifact:
     return result
 
 
-def _row_norms(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Returns the Euclidean norm of each row, in chunks so no catalog-sized temporary grows."""
-    norms = np.empty(matrix.shape[0], dtype=np.float32)
+def _row_norms(matrix: npt.NDArray[np.float32], keep: bool = True) -> npt.NDArray[np.float32]:
+    """Returns the Euclidean norm of each row, in chunks so no catalog-sized temporary grows.
+
+    Without keep, returns only each chunk's largest norm (enough for the maximum).
+    """
     step = 1 << 16
-    for start in range(0, matrix.shape[0], step):
+    chunks = range(0, matrix.shape[0], step)
+    norms = np.empty(matrix.shape[0] if keep else len(chunks), dtype=np.float32)
+    for position, start in enumerate(chunks):
         block = np.asarray(matrix[start : start + step], dtype=np.float32)
-        norms[start : start + step] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        block_norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        if keep:
+            norms[start : start + step] = block_norms
+        else:
+            norms[position] = block_norms.max()
     return norms

@@ -68,6 +68,8 @@ def work_buffers(
     needed = rows * size
     flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = getattr(_local, "work", None)
     if flat is None or flat[0].shape[0] < needed:
+        # np.empty maps pages without touching them: a scratch that kth_lower_bounds never
+        # writes (large rows use block maxima) costs no memory.
         flat = (
             np.empty(needed, dtype=np.float32),
             np.empty(needed, dtype=np.float32),

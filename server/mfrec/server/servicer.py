@@ -33,7 +33,6 @@ from mfrec.server.trainer import (
     training_job,
 )
 from mfrec.training.config import ALGORITHMS, ConfigError, TrainingConfig
-from mfrec.training.pipeline import total_iterations
 from mfrec.v1 import recommender_pb2 as pb
 from mfrec.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -165,6 +164,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         config = config_from_proto(request.config)
         source = self._source(request)
         resolved = config.resolved()
+        # The pipeline loads pandas and scipy: only a process that trains pays for them.
+        from mfrec.training.pipeline import total_iterations
+
         if isinstance(self.jobs, FileJobs):  # --workers: the supervisor's trainer runs it
             return job_to_proto(self.jobs.submit(source, config, total_iterations(resolved)))
         body = training_job(
