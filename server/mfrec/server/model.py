@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from mfrec.training.artifact import ModelArtifact, read_artifact
 from mfrec.training.config import ALS_IMPLICIT, TrainingConfig
-from mfrec.training.ids import NOT_FOUND
+from mfrec.training.ids import NOT_FOUND, hash_id
 
 # Catalogs up to this size keep their item ids decoded (a few MB per process); larger ones
 # decode the few ids each answer needs from the shared, memory-mapped blob.
@@ -103,6 +103,27 @@ class ServingModel:
 
     def user_index(self, user_id: str) -> int:
         return self.artifact.user_ids.index_of(user_id)
+
+    def user_indices(self, user_ids: list[str]) -> list[int]:
+        """user_index of many ids, with one hash search for all of them."""
+        ids = self.artifact.user_ids
+        if not user_ids or len(ids) == 0:
+            return [NOT_FOUND] * len(user_ids)
+        encoded = [value.encode("utf-8", errors="surrogatepass") for value in user_ids]
+        keys = np.fromiter((hash_id(e) for e in encoded), dtype=np.uint64, count=len(encoded))
+        positions = np.minimum(np.searchsorted(ids.hashes, keys), len(ids) - 1)
+        found = np.where(ids.hashes[positions] == keys, ids.order[positions], NOT_FOUND)
+        starts = ids.offsets[found].tolist()
+        ends = ids.offsets[found + 1].tolist()
+        blob = ids.blob
+        result = []
+        for value, text, index, start, end in zip(
+            user_ids, encoded, found.tolist(), starts, ends, strict=True
+        ):
+            if index != NOT_FOUND and blob[start:end].tobytes() != text:
+                index = ids.index_of(value)  # a hash shared by two ids: the slow, exact path
+            result.append(index)
+        return result
 
     def item_indices(self, item_ids: tuple[str, ...]) -> npt.NDArray[np.int64]:
         """Returns the known items' indices (unknown ids dropped), duplicates removed."""

@@ -342,12 +342,12 @@ def recommend_batch(
             raise InvalidRequest(f"requests[{position}]: {error}") from None
     answers: list[Recommendation | None] = [None] * len(queries)
     known, positions, ignored = _KnownUsers(), [], []
-    for position, (query, k) in enumerate(zip(queries, ks, strict=True)):
-        user = model.user_index(query.user_id)
+    users = model.user_indices([query.user_id for query in queries])
+    for position, (query, k, user) in enumerate(zip(queries, ks, users, strict=True)):
         if user == NOT_FOUND or query.allowed_item_ids:
             answers[position] = recommend(model, query, limits)
             continue
-        excluded = model.item_indices(query.exclude_item_ids)
+        excluded = model.item_indices(query.exclude_item_ids) if query.exclude_item_ids else _EMPTY
         if query.recent_item_ids:
             excluded = np.concatenate([excluded, model.item_indices(query.recent_item_ids)])
         known.add(user, k, query.include_seen, excluded)
