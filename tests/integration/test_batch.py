@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -70,3 +74,40 @@ def test_more_than_max_batch_is_invalid(grid_client: RecommenderClient) -> None:
         grid_client.recommend_batch(["u1"] * 41)
     assert raised.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 40" in raised.value.message
+
+
+def test_cli_users_file_writes_one_csv_row_per_item(
+    start_server: ServerFactory, model_dir: Path, tmp_path: Path
+) -> None:
+    running = start_server(model_dir)
+    users = tmp_path / "users.txt"
+    users.write_text("u0\n\nu1\nstranger\n")
+    command = [
+        sys.executable,
+        "-m",
+        "mfrec.server.cli",
+        "recommend",
+        "--target",
+        f"127.0.0.1:{running.port}",
+        "--users-file",
+        str(users),
+        "-k",
+        "3",
+        "--batch-size",
+        "2",
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    rows = list(csv.reader(io.StringIO(output.stdout)))
+    assert rows[0] == ["user_id", "rank", "item_id", "score", "source"]
+    assert [(r[0], r[1], r[4]) for r in rows[1:]] == [
+        (user, str(rank), source)
+        for user, source in (
+            ("u0", "personalized"),
+            ("u1", "personalized"),
+            ("stranger", "popular"),
+        )
+        for rank in (1, 2, 3)
+    ]
+    with RecommenderClient(f"127.0.0.1:{running.port}") as client:
+        expected = client.recommend("u1", k=3)
+    assert [r[2] for r in rows[4:7]] == [item.item_id for item in expected.items]
