@@ -12,7 +12,7 @@ endif
 
 PROTO_SRC := protos/mfrec/v1/recommender.proto
 
-.PHONY: venv proto lint check test test-fast demo bench bench-quality clean
+.PHONY: venv bench-venv proto lint check test demo bench bench-quality clean
 
 venv: $(STAMP)
 
@@ -45,12 +45,26 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m mfrec.server.cli demo
 
-bench: $(STAMP)
-	$(PY) bench/serve.py
+# The benchmarks compare against Surprise and implicit, which are installed into a separate
+# environment only: they are never dependencies of mfrec itself.
+BENCH_VENV := .bench-venv
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
-bench-quality: $(STAMP)
-	$(PY) bench/quality.py
+bench-venv: $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml client/pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -e ./client -e . scikit-surprise implicit
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_PY) bench/serve.py
+
+bench-quality: $(BENCH_STAMP)
+	$(BENCH_PY) bench/quality.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info client/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info client/*.egg-info .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
