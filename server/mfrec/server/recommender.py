@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mfrec.server.errors import InvalidRequest, NotFound
+from mfrec.server.foldin import fold_in_scores
 from mfrec.server.model import ServingModel
 from mfrec.server.ranking import (
     candidate_pairs,
@@ -134,6 +135,11 @@ def recommend(model: ServingModel, query: RecommendQuery, limits: Limits) -> Rec
             items = _select_allowed(model, user, excluded, allowed, k)
         return Recommendation(items, Source.PERSONALIZED, model.version, ignored)
     excluded = np.concatenate([excluded, recent])
+    if recent.size:
+        scores = fold_in_scores(model, query.recent_item_ids, query.recent_values)
+        if scores is not None:
+            items = _select(model, scores, excluded, allowed, k)
+            return Recommendation(items, Source.FOLD_IN, model.version, ignored)
     items = _popular(model, excluded, allowed, k)
     return Recommendation(items, Source.POPULAR, model.version, ignored)
 
@@ -185,7 +191,8 @@ def _personalized_one(
     scores += model.user_offset[user]
     if not include_seen:
         scores[model.seen_items(user)] = -np.inf
-    scores[excluded] = -np.inf
+    if excluded.size:
+        scores[excluded] = -np.inf
     found = candidates(scores, k, model.user_slack(user), scratch, mask)
     exact = model.exact_scores(np.asarray(user, dtype=np.int64), found)
     best = np.lexsort((found, -exact))[:k]
