@@ -150,24 +150,20 @@ def test_weighted_rows_match_the_dense_normal_equations() -> None:
     matrix = _random_csr(30, 40, 0.2, seed=6)
     fixed = rng.normal(size=(40, 5)).astype(np.float32)
     base = fixed.T @ fixed
-    scale = rng.uniform(0.5, 2.0, 30).astype(np.float32)
-    gram_weights = rng.uniform(0.1, 3.0, matrix.nnz).astype(np.float32)
-    rhs_weights = rng.uniform(0.1, 3.0, matrix.nnz).astype(np.float32)
+    confidence = rng.uniform(1.0, 4.0, matrix.nnz).astype(np.float32)
     system = WeightedRows(
         indptr=matrix.indptr.astype(np.int64),
         indices=matrix.indices,
-        gram_weights=gram_weights,
-        rhs_weights=rhs_weights,
+        confidence=confidence,
         fixed=fixed,
         base_gram=base,
-        base_scale=scale,
-        regularization=np.full(30, 0.3, dtype=np.float32),
+        regularization=np.float32(0.3),
     )
     solved = solve_weighted_rows(system, np.zeros((30, 5)), steps=25)
     for row in range(30):
         start, stop = matrix.indptr[row], matrix.indptr[row + 1]
         chosen = fixed[matrix.indices[start:stop]].astype(np.float64)
-        gram = scale[row] * base + chosen.T @ (chosen * gram_weights[start:stop, None])
-        gram += 0.3 * np.eye(5)
-        expected = np.linalg.solve(gram, chosen.T @ rhs_weights[start:stop])
+        weights = confidence[start:stop, None] - 1.0
+        gram = base + chosen.T @ (chosen * weights) + 0.3 * np.eye(5)
+        expected = np.linalg.solve(gram, chosen.T @ confidence[start:stop])
         np.testing.assert_allclose(solved[row], expected, atol=1e-3)

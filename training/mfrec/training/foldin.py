@@ -6,8 +6,8 @@ training half-sweep solves for a known user, so a folded-in user is scored like 
     explicit (als-explicit, bpmf): (Q_u^T Q_u + diag(lambda m_u, ..., lambda m_u, lambda_b))
         [p_u; b_u] = Q_u^T (r_u - mu - b_I), where Q_u stacks [q_i, 1] for the user's items
         and m_u = max(n_u, MIN_REGULARIZATION_COUNT) counts them (ALS-WR with a floor)
-    implicit (als-implicit): (Y^T Y + Y_u^T diag(alpha r_u) Y_u + lambda I) x_u
-        = Y_u^T (1 + alpha r_u)
+    implicit (als-implicit): (Y^T Y + Y_u^T (C_u - I) Y_u + lambda I) x_u = Y_u^T C_u 1,
+        C_u = diag(1 + alpha r_u s(n_u)) with the activity scale s of implicit.py
 
 The server imports this module on the request path: numpy only, no pandas or scipy.
 """
@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mfrec.training.config import ALS_IMPLICIT, MIN_REGULARIZATION_COUNT, TrainingConfig
+from mfrec.training.config import (
+    ALS_IMPLICIT,
+    CONFIDENCE_ACTIVITY_EXPONENT,
+    CONFIDENCE_REFERENCE_COUNT,
+    MIN_REGULARIZATION_COUNT,
+    TrainingConfig,
+)
 from mfrec.training.factors import Factors
 
 
@@ -29,6 +35,13 @@ class FoldedUser:
 
     vector: npt.NDArray[np.float64]
     bias: float
+
+
+def activity_scale(counts: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Returns s(n) = (n / n_ref) ^ -beta, the implicit model's factor on alpha * r_ui for a
+    user with n interactions (n_ref, beta: CONFIDENCE_REFERENCE_COUNT, _ACTIVITY_EXPONENT)."""
+    ratio = np.maximum(np.asarray(counts, dtype=np.float64), 1.0) / CONFIDENCE_REFERENCE_COUNT
+    return np.asarray(ratio**-CONFIDENCE_ACTIVITY_EXPONENT, dtype=np.float64)
 
 
 def implicit_gram(factors: Factors) -> npt.NDArray[np.float64]:
@@ -132,7 +145,7 @@ def _implicit(
     shared: npt.NDArray[np.float64],
 ) -> FoldedUser:
     chosen = factors.item_factors[items].astype(np.float64)
-    extra = config.alpha * ratings
+    extra = config.alpha * ratings * activity_scale(items.size)
     gram = shared + chosen.T @ (chosen * extra[:, None])
     gram[np.diag_indices_from(gram)] += config.regularization
     solution = np.linalg.solve(gram, chosen.T @ (1.0 + extra))

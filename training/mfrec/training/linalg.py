@@ -4,7 +4,7 @@ For every row r of a CSR matrix with entries (column c, target t_c) and a fixed 
 matrix Y, solves
 
     (sum_c y_c y_c^T + diag(reg_r)) x_r = sum_c t_c y_c                 (explicit form)
-    (s_r G + sum_c g_c y_c y_c^T + reg_r I) x_r = sum_c h_c y_c         (weighted form)
+    (Y^T Y + sum_c (c_c - 1) y_c y_c^T + reg I) x_r = sum_c c_c y_c     (weighted form)
 
 without a Python loop over rows or entries.
 
@@ -176,28 +176,25 @@ def conjugate_gradient(
 
 @dataclass(frozen=True)
 class WeightedRows:
-    """Per-row weighted normal equations, applied without forming any Gram matrix.
+    """Per-row weighted normal equations (implicit feedback), applied without Gram matrices.
 
-    Row r's system is (s_r G + sum_c g_c y_c y_c^T + diag(reg_r)) x_r = sum_c h_c y_c.
+    Row r's system is (G + sum_c (c_c - 1) y_c y_c^T + lambda I) x_r = sum_c c_c y_c, with
+    G = Y^T Y: eq. 4 of Hu, Koren and Volinsky (2008), preference 1 on stored entries.
 
     Attributes:
         indptr, indices: the CSR structure (rows x rows of `fixed`).
-        gram_weights: g_c for each stored entry.
-        rhs_weights: h_c for each stored entry.
+        confidence: c_c for each stored entry (float32).
         fixed: the other side's factors Y (columns x d, float32).
-        base_gram: G, shared by every row (d x d).
-        base_scale: s_r for each row.
-        regularization: reg_r for each row (the same on every coordinate).
+        base_gram: G, shared by every row (d x d, float32).
+        regularization: lambda.
     """
 
     indptr: IntArray
     indices: npt.NDArray[np.integer]
-    gram_weights: Float32Array
-    rhs_weights: Float32Array
+    confidence: Float32Array
     fixed: Float32Array
     base_gram: Float32Array
-    base_scale: Float32Array
-    regularization: Float32Array
+    regularization: np.float32
 
 
 def solve_weighted_rows(system: WeightedRows, start: FloatArray, steps: int) -> FloatArray:
@@ -210,16 +207,16 @@ def solve_weighted_rows(system: WeightedRows, start: FloatArray, steps: int) -> 
     n_rows = system.indptr.shape[0] - 1
     entry_rows = np.repeat(np.arange(n_rows), np.diff(system.indptr))
     gathered = system.fixed[system.indices]
+    extra = system.confidence - np.float32(1.0)
     shape = (n_rows, system.fixed.shape[0])
 
     def product(x: Float32Array) -> Float32Array:
-        dots = np.einsum("nd,nd->n", gathered, x[entry_rows]) * system.gram_weights
+        dots = np.einsum("nd,nd->n", gathered, x[entry_rows]) * extra
         spread = sp.csr_matrix((dots, system.indices, system.indptr), shape=shape) @ system.fixed
-        scaled = (x @ system.base_gram) * system.base_scale[:, None]
-        applied: Float32Array = scaled + system.regularization[:, None] * x + spread
+        applied: Float32Array = x @ system.base_gram + system.regularization * x + spread
         return applied
 
-    weights = sp.csr_matrix((system.rhs_weights, system.indices, system.indptr), shape=shape)
+    weights = sp.csr_matrix((system.confidence, system.indices, system.indptr), shape=shape)
     rhs = weights @ system.fixed
     return _row_wise_cg(product, rhs, start.astype(np.float32), steps).astype(np.float64)
 
