@@ -13,6 +13,8 @@ _LOWEST = np.float32(-np.finfo(np.float32).max)
 # Large rows are bounded by block maxima: this many blocks per k, each at least this wide.
 _BLOCKS_PER_K = 8
 _MIN_BLOCK_WIDTH = 4
+# Blocks at least this wide are reduced as contiguous runs, narrower ones as strided groups.
+_CONTIGUOUS_BLOCK_WIDTH = 256
 _local = threading.local()
 
 
@@ -97,7 +99,14 @@ def kth_lower_bounds(
         scratch.partition(n - k, axis=1)
         return np.array(scratch[:, n - k])
     width = n // blocks
-    maxima = scores[:, : blocks * width].reshape(rows, blocks, width).max(axis=2)
+    head = scores[:, : blocks * width]
+    if width >= _CONTIGUOUS_BLOCK_WIDTH:
+        maxima = head.reshape(rows, blocks, width).max(axis=2)
+    else:
+        # Any k disjoint groups of entries bound alike: the groups {j, j + blocks, ...} are
+        # reduced by an elementwise maximum over contiguous rows of `blocks` entries, which
+        # is several times faster than reducing many short blocks.
+        maxima = head.reshape(rows, width, blocks).max(axis=1)
     bounds = np.partition(maxima, blocks - k, axis=1)[:, blocks - k]
     for row in np.flatnonzero(bounds == -np.inf):  # many masked blocks: rare, exact instead
         scratch[row] = scores[row]
@@ -156,8 +165,9 @@ def candidate_pairs(
     else:
         bound = np.full(scores.shape[0], _LOWEST, dtype=np.float32)
     np.greater_equal(scores, bound[:, None], out=mask)
-    rows, columns = np.nonzero(mask)
-    return rows.astype(np.int64), columns.astype(np.int64)
+    # One flat search and a division: several times faster than np.nonzero of a matrix.
+    rows, columns = np.divmod(np.flatnonzero(mask), n)
+    return rows, columns
 
 
 def rank_pairs(
