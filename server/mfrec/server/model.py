@@ -190,9 +190,8 @@ class ServingModel:
         f = self.artifact.factors
         items = f.item_factors[item_indices].astype(np.float64)
         if user_indices.ndim == 0:
-            users = np.repeat(
-                f.user_factors[user_indices][None, :].astype(np.float64), items.shape[0], axis=0
-            )
+            users = np.empty_like(items)
+            users[...] = f.user_factors[user_indices]
         else:
             users = f.user_factors[user_indices].astype(np.float64)
         # The same contiguous (pairs x factors) float64 operands on every path: einsum then
