@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from mfrec.training import evaluation as ev
 from mfrec.training.config import ALS_EXPLICIT, ALS_IMPLICIT, BPMF, TrainingConfig
 from mfrec.training.factors import Factors
-from mfrec.training.foldin import fold_in, implicit_gram
+from mfrec.training.foldin import fold_in, implicit_gram, mean_user
 from mfrec.training.interactions import Interactions
 from mfrec.training.models import fit_model
 from mfrec.training.popularity import (
@@ -481,13 +481,14 @@ def _fold_in_model(
     items = factors.item_factors.astype(np.float64)
     bias = factors.item_bias.astype(np.float64)
     gram = implicit_gram(factors) if algorithm == ALS_IMPLICIT else None
+    prior = mean_user(factors)  # as the server folds in: shrink towards the average user
     implicit = algorithm == ALS_IMPLICIT
 
     def build(given: list[tuple[np.ndarray, np.ndarray]]) -> ev.Model:
         vectors = np.zeros((len(given), items.shape[1]))
         for user, (chosen, values) in enumerate(given):
             strengths = np.ones(chosen.size) if implicit else values
-            folded = fold_in(factors, chosen, strengths, config, gram)
+            folded = fold_in(factors, chosen, strengths, config, gram, prior)
             if folded is not None:  # no usable item: the item biases alone rank
                 vectors[user] = folded.vector
         return lambda users: vectors[users] @ items.T + bias

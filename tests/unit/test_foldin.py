@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from mfrec.training.config import ALS_IMPLICIT, MIN_REGULARIZATION_COUNT, TrainingConfig
 from mfrec.training.factors import Factors
-from mfrec.training.foldin import fold_in, implicit_gram
+from mfrec.training.foldin import fold_in, implicit_gram, mean_user
 from mfrec.training.interactions import Interactions
 from mfrec.training.models import fit_model
 
@@ -157,3 +157,26 @@ def test_few_items_solve_the_same_normal_equations() -> None:
     residual = values - factors.global_mean - factors.item_bias[items]
     expected = np.linalg.solve(stacked.T @ stacked + np.diag(diagonal), stacked.T @ residual)
     np.testing.assert_allclose(np.r_[folded.vector, folded.bias], expected, atol=1e-10)
+
+
+def test_a_prior_is_the_point_the_penalty_shrinks_towards() -> None:
+    factors = _random_factors()
+    config = TrainingConfig(regularization=0.2, bias_regularization=3.0).resolved()
+    items, values = np.array([2, 9, 4]), np.array([5.0, 1.0, 3.0])
+    prior = mean_user(factors)
+    np.testing.assert_allclose(prior.vector, factors.user_factors.mean(axis=0), rtol=1e-6)
+    folded = fold_in(factors, items, values, config, prior=prior)
+    assert folded is not None
+    stacked = np.hstack([factors.item_factors[items], np.ones((3, 1))]).astype(np.float64)
+    diagonal = np.r_[np.full(4, 0.2 * MIN_REGULARIZATION_COUNT), 3.0]
+    residual = values - factors.global_mean - factors.item_bias[items]
+    start = np.r_[prior.vector, prior.bias]
+    expected = np.linalg.solve(
+        stacked.T @ stacked + np.diag(diagonal), stacked.T @ residual + diagonal * start
+    )
+    np.testing.assert_allclose(np.r_[folded.vector, folded.bias], expected, atol=1e-10)
+    # With an overwhelming penalty the new user is the average user.
+    heavy = TrainingConfig(algorithm=ALS_IMPLICIT, regularization=1e9, alpha=1.0).resolved()
+    implicit = fold_in(factors, items, np.ones(3), heavy, prior=prior)
+    assert implicit is not None
+    np.testing.assert_allclose(implicit.vector, prior.vector, atol=1e-6)

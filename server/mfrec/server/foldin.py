@@ -8,6 +8,7 @@ personalized on their first request without retraining.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -15,30 +16,40 @@ import numpy.typing as npt
 from mfrec.server.model import ServingModel
 from mfrec.server.ranking import score_buffer
 from mfrec.training.config import TrainingConfig
-from mfrec.training.foldin import fold_in, implicit_gram
+from mfrec.training.foldin import FoldedUser, fold_in, implicit_gram, mean_user
 
 
-_GRAMS: dict[int, tuple[ServingModel, npt.NDArray[np.float64]]] = {}
-_GRAMS_KEPT = 4
-_grams_lock = threading.Lock()
+@dataclass(frozen=True)
+class _Shared:
+    """What every fold-in on one model shares: Y^T Y (implicit only) and the average user."""
+
+    gram: npt.NDArray[np.float64] | None
+    prior: FoldedUser
+    config: TrainingConfig
 
 
-def _gram(model: ServingModel) -> npt.NDArray[np.float64]:
-    """Y^T Y, the same for every implicit fold-in on one model: computed once per model."""
-    with _grams_lock:
-        cached = _GRAMS.get(id(model))
+_SHARED: dict[int, tuple[ServingModel, _Shared]] = {}
+_SHARED_KEPT = 4
+_shared_lock = threading.Lock()
+
+
+def _shared(model: ServingModel) -> _Shared:
+    """Computes the shared parts once per model (a few models are kept, for swaps)."""
+    with _shared_lock:
+        cached = _SHARED.get(id(model))
         if cached is not None and cached[0] is model:
             return cached[1]
-    gram = implicit_gram(model.artifact.factors)
-    with _grams_lock:
-        _GRAMS[id(model)] = (model, gram)
-        while len(_GRAMS) > _GRAMS_KEPT:
-            _GRAMS.pop(next(iter(_GRAMS)))
-    return gram
-
-
-def _config(model: ServingModel) -> TrainingConfig:
-    return TrainingConfig.from_dict(model.metadata.get("config", {}))
+    factors = model.artifact.factors
+    shared = _Shared(
+        gram=implicit_gram(factors) if model.implicit else None,
+        prior=mean_user(factors),
+        config=TrainingConfig.from_dict(model.metadata.get("config", {})),
+    )
+    with _shared_lock:
+        _SHARED[id(model)] = (model, shared)
+        while len(_SHARED) > _SHARED_KEPT:
+            _SHARED.pop(next(iter(_SHARED)))
+    return shared
 
 
 def default_value(model: ServingModel) -> float:
@@ -61,8 +72,15 @@ def fold_in_scores(
     known = indices >= 0
     if not known.any():
         return None
-    gram = _gram(model) if model.implicit else None
-    folded = fold_in(model.artifact.factors, indices[known], strengths[known], _config(model), gram)
+    shared = _shared(model)
+    folded = fold_in(
+        model.artifact.factors,
+        indices[known],
+        strengths[known],
+        shared.config,
+        shared.gram,
+        shared.prior,
+    )
     if folded is None:
         return None
     factors = model.artifact.factors

@@ -50,12 +50,21 @@ def implicit_gram(factors: Factors) -> npt.NDArray[np.float64]:
     return items.T @ items
 
 
+def mean_user(factors: Factors) -> FoldedUser:
+    """Returns the average trained user (vector and bias), the prior of every fold-in."""
+    if factors.user_factors.shape[0] == 0:
+        return FoldedUser(np.zeros(factors.item_factors.shape[1]), 0.0)
+    vector = np.asarray(factors.user_factors, dtype=np.float64).mean(axis=0)
+    return FoldedUser(vector=vector, bias=float(np.mean(factors.user_bias, dtype=np.float64)))
+
+
 def fold_in(
     factors: Factors,
     item_indices: npt.ArrayLike,
     values: npt.ArrayLike,
     config: TrainingConfig,
     gram: npt.NDArray[np.float64] | None = None,
+    prior: FoldedUser | None = None,
 ) -> FoldedUser | None:
     """Solves for a new user's vector (and bias, for explicit models) from their ratings.
 
@@ -66,6 +75,9 @@ def fold_in(
         values: the ratings (implicit models: the interaction strengths), aligned.
         config: the model's training configuration (algorithm, regularization, alpha, ...).
         gram: implicit_gram(factors), computed once per model; None computes it here.
+        prior: the vector (and bias) the penalty shrinks towards; None means zero, the
+            training equations, which a trained user's own vector satisfies. The server
+            passes mean_user(factors), computed once per model.
 
     Returns:
         The folded-in user, or None when no usable item remains.
@@ -75,10 +87,12 @@ def fold_in(
     if usable is None:
         return None
     items, ratings = usable
+    width = factors.item_factors.shape[1]
+    start = FoldedUser(np.zeros(width), 0.0) if prior is None else prior
     if config.algorithm == ALS_IMPLICIT:
         shared = implicit_gram(factors) if gram is None else gram
-        return _implicit(factors, items, ratings, config, shared)
-    return _explicit(factors, items, ratings, config)
+        return _implicit(factors, items, ratings, config, shared, start)
+    return _explicit(factors, items, ratings, config, start)
 
 
 def _usable(
@@ -103,6 +117,7 @@ def _explicit(
     items: npt.NDArray[np.int64],
     ratings: npt.NDArray[np.float64],
     config: TrainingConfig,
+    prior: FoldedUser,
 ) -> FoldedUser:
     width = factors.item_factors.shape[1]
     stacked = np.empty((items.size, width + 1))
@@ -112,7 +127,9 @@ def _explicit(
     # D = diag(lambda m_u, ..., lambda m_u, lambda_b): the count-scaled reg of training.
     diagonal = np.full(width + 1, config.regularization * max(items.size, MIN_REGULARIZATION_COUNT))
     diagonal[width] = config.bias_regularization
-    solution = _ridge(stacked, residual, diagonal)
+    # Shrinking towards x0 instead of 0: x = x0 + z with (A^T A + D) z = A^T (t - A x0).
+    start = np.append(prior.vector, prior.bias)
+    solution = start + _ridge(stacked, residual - stacked @ start, diagonal)
     return FoldedUser(vector=solution[:width], bias=float(solution[width]))
 
 
@@ -143,10 +160,12 @@ def _implicit(
     ratings: npt.NDArray[np.float64],
     config: TrainingConfig,
     shared: npt.NDArray[np.float64],
+    prior: FoldedUser,
 ) -> FoldedUser:
     chosen = factors.item_factors[items].astype(np.float64)
     extra = config.alpha * ratings * activity_scale(items.size)
     gram = shared + chosen.T @ (chosen * extra[:, None])
     gram[np.diag_indices_from(gram)] += config.regularization
-    solution = np.linalg.solve(gram, chosen.T @ (1.0 + extra))
+    rhs = chosen.T @ (1.0 + extra) + config.regularization * prior.vector
+    solution = np.linalg.solve(gram, rhs)
     return FoldedUser(vector=solution.astype(np.float64, copy=False), bias=0.0)
