@@ -32,6 +32,7 @@ import scipy.sparse as sp
 _BUCKET_GROWTH = 1.25
 _SMALL_ROW = 8
 _CHUNK_BYTES = 32 * 1024 * 1024
+_SINGLE_THREAD_GEMM = 4 * 65536
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -75,12 +76,33 @@ def _buckets(counts: IntArray, width: int) -> Iterator[IntArray]:
             yield rows[chunk_start : min(stop, chunk_start + per_chunk)]
 
 
-def _positions(rows: IntArray, indptr: IntArray, counts: IntArray) -> IntArray:
-    """Returns the (rows x longest) entry positions of the rows, padded with -1 (the last)."""
-    longest = int(counts[rows].max())
-    offsets = np.arange(longest, dtype=np.int64)
+def _positions(rows: IntArray, indptr: IntArray, counts: IntArray, length: int) -> IntArray:
+    """Returns the (rows x length) entry positions of the rows, padded with -1 (the last)."""
+    offsets = np.arange(length, dtype=np.int64)
     valid = offsets[None, :] < counts[rows][:, None]
     return np.where(valid, indptr[rows][:, None] + offsets[None, :], -1)
+
+
+def _pieces(longest: int, width: int) -> tuple[int, int]:
+    """Splits a row of `longest` entries into (pieces, piece length) of single-threaded size.
+
+    OpenBLAS runs a gemm on several threads once m * n * k exceeds 4 * 65536; a stacked
+    matmul is thousands of small gemms, and each one's thread hand-off then costs more than
+    its arithmetic (10x slower fits on a busy 2-core machine). Keeping every gemm under the
+    threshold keeps the whole stacked matmul on the calling thread.
+    """
+    limit = max(1, _SINGLE_THREAD_GEMM // (width * width))
+    pieces = -(-longest // limit)
+    return pieces, -(-longest // pieces)
+
+
+def _stacked_gram(stacked: Float32Array, pieces: int) -> Float32Array:
+    """Returns stacked[r].T @ stacked[r] for every r, summing the gram of each piece."""
+    rows, length, width = stacked.shape
+    parts = stacked.reshape(rows * pieces, length // pieces, width)
+    grams = np.matmul(parts.transpose(0, 2, 1), parts)
+    summed: Float32Array = grams.reshape(rows, pieces, width, width).sum(axis=1)
+    return summed
 
 
 def row_batches(
@@ -88,7 +110,6 @@ def row_batches(
     indices: npt.NDArray[np.integer],
     targets: npt.NDArray[np.floating],
     fixed: npt.NDArray[np.floating],
-    weights: npt.NDArray[np.floating] | None = None,
 ) -> Iterator[RowBatch]:
     """Yields the per-row Gram matrices and right-hand sides, bucket by bucket.
 
@@ -96,26 +117,21 @@ def row_batches(
         indptr, indices: the CSR structure (rows x rows of `fixed`).
         targets: t_c for each stored entry, aligned with `indices`.
         fixed: the other side's factors, one row per column (columns x d).
-        weights: w_c for each stored entry (None for all ones).
     """
     offsets: IntArray = np.asarray(indptr, dtype=np.int64)
     counts = np.diff(offsets)
     width = fixed.shape[1]
-    # Padding slots (position -1) read an extra entry of target and weight 0 whose column is
-    # an extra all-zero row of `fixed`, so they add nothing to the Gram matrix or the rhs.
+    # Padding slots (position -1) read an extra entry of target 0 whose column is an extra
+    # all-zero row of `fixed`, so they add nothing to the Gram matrix or the rhs.
     padded_fixed = np.vstack([fixed, np.zeros((1, width))]).astype(np.float32)
     padded_columns = np.r_[indices, fixed.shape[0]].astype(np.int64)
     padded_targets = np.r_[targets, 0.0].astype(np.float32)
-    padded_weights = None if weights is None else np.r_[weights, 0.0].astype(np.float32)
     for rows in _buckets(counts, width):
-        positions = _positions(rows, offsets, counts)
+        pieces, piece = _pieces(int(counts[rows].max()), width)
+        positions = _positions(rows, offsets, counts, pieces * piece)
         stacked = padded_fixed[padded_columns[positions]]
-        transposed = stacked.transpose(0, 2, 1)
-        rhs = np.matmul(transposed, padded_targets[positions][:, :, None])[:, :, 0]
-        if padded_weights is not None:
-            stacked = stacked * padded_weights[positions][:, :, None]
-        gram = np.matmul(transposed, stacked)
-        yield RowBatch(rows, gram, rhs)
+        rhs = np.matmul(stacked.transpose(0, 2, 1), padded_targets[positions][:, :, None])
+        yield RowBatch(rows, _stacked_gram(stacked, pieces), rhs[:, :, 0])
 
 
 def solve_explicit_rows(
