@@ -181,13 +181,9 @@ def test_two_workers_answer_and_switch_versions_after_a_train(
         done = clients[-1].wait_for_job(job.job_id, poll_seconds=0.1, wait_timeout=WAIT_SECONDS)
         assert done.state is JobState.SUCCEEDED, done.error
         assert done.model_version not in before
+        # SUCCEEDED means the model serves on every worker, as with one process.
         assert {c.training_job(job.job_id).model_version for c in clients} == {done.model_version}
-
-        def switched() -> bool | None:
-            versions = {client.model_info().model_version for client in clients}
-            return True if versions == {done.model_version} else None
-
-        wait_for(switched, "every worker to serve the new version", seconds=10.0)
+        assert {c.model_info().model_version for c in clients} == {done.model_version}
         assert {c.recommend("u1").model_version for c in clients} == {done.model_version}
     finally:
         for client in clients:

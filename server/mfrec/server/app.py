@@ -171,6 +171,8 @@ def build_server(config: ServerConfig) -> RunningServer:
     running = RunningServer(server, port, store, jobs, health_servicer, drain)
     running.set_serving(store.current is not None)
     store.add_listener(lambda model: running.set_serving(True))
+    if isinstance(jobs, FileJobs):
+        jobs.watch(store)
     server.start()
     if config.poll_seconds > 0:
         store.start_polling(config.poll_seconds)

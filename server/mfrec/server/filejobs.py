@@ -5,13 +5,16 @@ trainer, owned by the supervisor, runs the jobs. The state lives in `<model-dir>
 
     lock               fcntl.flock'd while a record is created or a job is claimed
     current            the id of the job that is running (absent when none is)
+    serving-<pid>      the model version worker <pid> serves
     <job_id>.json      one record per job, replaced atomically (write a temporary, rename)
     <job_id>.npz       the inline ratings of a job that sent them, until the job ends
 
 A worker's Train checks under the lock that no job is running, writes a RUNNING record and
-`current`, and returns; the supervisor notices `current`, runs the job in a trainer process
-that updates the record as it goes, and clears `current` when the job ends. Every worker
-reads the same records, so GetTrainingJob answers the same everywhere.
+`current`, and returns; the supervisor notices `current` and runs the job in a trainer process
+that updates the record as it goes. Once the model is saved, the supervisor waits until every
+worker serves it (each publishes its version in `serving-<pid>`), then records SUCCEEDED and
+clears `current`: a job that succeeded has its model serving everywhere, as with one process.
+Every worker reads the same records, so GetTrainingJob answers the same everywhere.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 
 from mfrec.server.errors import JobConflict, NotFound
 from mfrec.server.jobs import JobResult, JobState, JobStatus
+from mfrec.server.store import ModelStore
 from mfrec.server.trainer import FileSource, InlineSource, Source
 from mfrec.training.config import TrainingConfig
 
@@ -100,8 +104,27 @@ def clear_current(model_dir: Path, job_id: str) -> None:
                 current.unlink()
 
 
+def record_serving(model_dir: Path, version: str) -> None:
+    """Publishes the version this process serves (read by serving_versions)."""
+    directory = jobs_dir(model_dir)
+    temporary = directory / f".serving-{os.getpid()}.tmp"
+    temporary.write_text(version, encoding="utf-8")
+    os.replace(temporary, directory / f"serving-{os.getpid()}")
+
+
+def serving_versions(model_dir: Path, pids: list[int]) -> dict[int, str]:
+    """Returns the version each process serves ("" when it has not said yet)."""
+    versions = {}
+    for pid in pids:
+        try:
+            versions[pid] = (jobs_dir(model_dir) / f"serving-{pid}").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            versions[pid] = ""
+    return versions
+
+
 def status_from_record(record: dict[str, Any]) -> JobStatus:
-    result = record.get("result")
+    result = record.get("result") if record["state"] == JobState.SUCCEEDED.value else None
     return JobStatus(
         job_id=record["job_id"],
         state=JobState(record["state"]),
@@ -168,6 +191,12 @@ class FileJobs:
     @property
     def running(self) -> str | None:
         return running_job(self.model_dir)
+
+    def watch(self, store: ModelStore) -> None:
+        """Publishes the store's serving version now and after every swap."""
+        if store.current is not None:
+            record_serving(self.model_dir, store.current.version)
+        store.add_listener(lambda model: record_serving(self.model_dir, model.version))
 
     def _save_source(self, job_id: str, source: Source) -> dict[str, Any]:
         if isinstance(source, InlineSource):

@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
@@ -49,6 +49,8 @@ WORKER_ENVIRONMENT = {
     "MKL_NUM_THREADS": "1",
 }
 POLL_SECONDS = 0.25
+# How long a saved job waits for every worker to serve its model before it succeeds anyway.
+SWAP_WAIT_SECONDS = 10.0
 MAX_CONNECTION_AGE_SECONDS = 30.0
 _PR_SET_PDEATHSIG = 1
 _RESTART_DELAY_SECONDS = 1.0
@@ -127,31 +129,51 @@ def run_job(model_dir: Path, job_id: str, settings: TrainerSettings) -> None:
             train_seconds=time.perf_counter() - started,
         )
     else:
-        log.info("training job %s succeeded: model %s", job_id, result.model_version)
-        update(
-            state=JobState.SUCCEEDED.value,
-            result=dataclasses.asdict(result),
-            train_seconds=time.perf_counter() - started,
-        )
+        # Still RUNNING: the supervisor reports SUCCEEDED once every worker serves the model.
+        log.info("training job %s saved model %s", job_id, result.model_version)
+        update(result=dataclasses.asdict(result), train_seconds=time.perf_counter() - started)
     finally:
         (filejobs.jobs_dir(model_dir) / f"{job_id}.npz").unlink(missing_ok=True)
-        filejobs.clear_current(model_dir, job_id)
+        if record.get("state") == JobState.FAILED.value:
+            filejobs.clear_current(model_dir, job_id)
 
 
 class JobRunner:
     """The supervisor's side of the shared jobs: starts one trainer process per recorded job."""
 
-    def __init__(self, model_dir: Path, settings: TrainerSettings, context: SpawnContext) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        settings: TrainerSettings,
+        context: SpawnContext,
+        worker_pids: Callable[[], list[int]] = list,
+    ) -> None:
         self.model_dir = model_dir
         self.settings = settings
         self.context = context
+        self.worker_pids = worker_pids
         self._process: SpawnProcess | None = None
         self._job_id: str | None = None
+        # A saved job waiting for every worker to serve its model: (id, version, deadline).
+        self._saved: tuple[str, str, float] | None = None
 
     def recover(self) -> None:
-        """Fails a job left RUNNING by a supervisor that stopped while it ran."""
+        """Ends a job left RUNNING by a supervisor that stopped while it ran.
+
+        A job whose model was saved succeeded (the workers starting now load it); any other
+        failed. Serving notes of earlier workers are removed.
+        """
+        for note in filejobs.jobs_dir(self.model_dir).glob("serving-*"):
+            note.unlink(missing_ok=True)
         job_id = filejobs.running_job(self.model_dir)
-        if job_id is not None:
+        if job_id is None:
+            return
+        record = filejobs.read_record(self.model_dir, job_id)
+        if record is not None and record.get("result"):
+            record.update(state=JobState.SUCCEEDED.value)
+            filejobs.write_record(self.model_dir, record)
+            filejobs.clear_current(self.model_dir, job_id)
+        else:
             self._fail(job_id, "the server stopped while the job was running; start it again")
 
     def poll(self) -> None:
@@ -160,6 +182,9 @@ class JobRunner:
             if self._process.is_alive():
                 return
             self._reap()
+        if self._saved is not None:
+            self._finish_saved()
+            return
         job_id = filejobs.running_job(self.model_dir)
         if job_id is None:
             return
@@ -192,9 +217,32 @@ class JobRunner:
         code = self._process.exitcode
         record = filejobs.read_record(self.model_dir, self._job_id)
         if record is not None and record.get("state") == JobState.RUNNING.value:
-            self._fail(self._job_id, reason or f"the trainer process exited unexpectedly ({code})")
+            if record.get("result") and reason is None:
+                version = record["result"]["model_version"]
+                self._saved = (self._job_id, version, time.monotonic() + SWAP_WAIT_SECONDS)
+            else:
+                error = reason or f"the trainer process exited unexpectedly ({code})"
+                self._fail(self._job_id, error)
         filejobs.prune_records(self.model_dir)
         self._process, self._job_id = None, None
+
+    def _finish_saved(self) -> None:
+        """Reports the saved job SUCCEEDED once every worker serves its model (or time is up)."""
+        assert self._saved is not None
+        job_id, version, deadline = self._saved
+        serving = filejobs.serving_versions(self.model_dir, self.worker_pids())
+        behind = [pid for pid, served in serving.items() if served < version]
+        if behind and time.monotonic() < deadline:
+            return
+        if behind:
+            log.warning("workers %s do not serve model %s yet; reporting success", behind, version)
+        record = filejobs.read_record(self.model_dir, job_id)
+        if record is not None:
+            record.update(state=JobState.SUCCEEDED.value)
+            filejobs.write_record(self.model_dir, record)
+            log.info("training job %s succeeded: model %s", job_id, version)
+        filejobs.clear_current(self.model_dir, job_id)
+        self._saved = None
 
     def _fail(self, job_id: str, error: str) -> None:
         record = filejobs.read_record(self.model_dir, job_id)
@@ -249,6 +297,7 @@ class Supervisor:
             config.model_dir,
             TrainerSettings(config.rating_range, config.limits.max_id_bytes, config.keep_versions),
             self.context,
+            self._worker_pids,
         )
 
     def run(self) -> int:
@@ -282,6 +331,9 @@ class Supervisor:
             reserved.close()
         log.info("supervisor stopped")
         return 0
+
+    def _worker_pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p is not None and p.is_alive() and p.pid]
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping.is_set():
