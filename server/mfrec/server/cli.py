@@ -329,12 +329,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from mfrec.training.tuning import format_trials, tune
+    from mfrec.training.tuning import Trial, format_trials, tune
 
-    best, trials = tune(_load_frame(args), args.protocol, args.algorithm,  # type: ignore[arg-type]
-                        trials=args.trials, seed=args.seed)
-    print(format_trials(trials))
-    print(f"best configuration: {json.dumps(best.to_dict(), sort_keys=True)}")
+    def progress(trial: Trial) -> None:
+        c = trial.config
+        print(f"  factors {c.factors} iterations {c.iterations} regularization "
+              f"{c.regularization:g} alpha {c.alpha:g}: {trial.metric} {trial.value:.4f} "
+              f"({trial.seconds:.1f} s)", flush=True)
+
+    result = tune(_load_frame(args), args.protocol, args.algorithm,  # type: ignore[arg-type]
+                  trials=args.trials, seed=args.seed, progress=progress)
+    print(format_trials(result))
+    print(f"best configuration: {json.dumps(result.best.to_dict(), sort_keys=True)}")
     return 0
 
 
