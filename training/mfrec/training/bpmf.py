@@ -50,6 +50,8 @@ _PRIOR_STRENGTH = 2.0  # beta_0 of the Normal-Wishart hyperprior
 MAX_WIDTH = 128
 _OVERSAMPLING = 16
 _POWER_STEPS = 1
+# Relative eigenvalue below which a sketch direction is rounding noise (float32 products).
+_EIGEN_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def fit_bpmf(
     width = config.factors + 1
     users = rng.normal(0.0, _INIT_SCALE, (data.n_users, width))
     items = rng.normal(0.0, _INIT_SCALE, (data.n_items, width))
-    average = _SampleAverage(data, mu, track_train=progress is not None, seed=config.seed)
+    average = _SampleAverage(data, config, mu, track_train=progress is not None)
     for sweep in range(1, config.burn_in + config.iterations + 1):
         started = time.perf_counter()
         users = _sweep_side(by_user, users, items, mu, config.alpha, rng)
@@ -184,24 +186,34 @@ def _gaussian(precision: FloatArray, shift: FloatArray, noise: FloatArray) -> Fl
 
 
 class _SampleAverage:
-    """The running mean over kept samples, in the concatenated-factors form."""
+    """The running mean over kept samples, in the concatenated-factors form.
 
-    def __init__(self, data: Interactions, mu: float, track_train: bool, seed: int) -> None:
-        self._users: list[npt.NDArray[np.float32]] = []
-        self._items: list[npt.NDArray[np.float32]] = []
+    The samples' vectors go into preallocated (rows x samples * d) float32 buffers, so the
+    running mean is a view of their first columns and never a fresh concatenation.
+    """
+
+    def __init__(self, data: Interactions, config: TrainingConfig, mu: float, track_train: bool):
+        width = config.iterations * config.factors
+        self._users = np.empty((data.n_users, width), dtype=np.float32)
+        self._items = np.empty((data.n_items, width), dtype=np.float32)
         self._user_bias = np.zeros(data.n_users)
         self._item_bias = np.zeros(data.n_items)
+        self._count = 0
+        self._factors = config.factors
         self._mu = mu
-        self._seed = seed
+        self._seed = config.seed
         self._data = data
         self._train_sum = np.zeros(data.n_ratings) if track_train else None
 
     def add(self, users: FloatArray, items: FloatArray) -> None:
         """Keeps one sample of [u, b] rows and [v, c] rows."""
-        self._users.append(users[:, :-1].astype(np.float32))
-        self._items.append(items[:, :-1].astype(np.float32))
+        d = users.shape[1] - 1
+        columns = slice(self._count * d, (self._count + 1) * d)
+        self._users[:, columns] = users[:, :-1]
+        self._items[:, columns] = items[:, :-1]
         self._user_bias += users[:, -1]
         self._item_bias += items[:, -1]
+        self._count += 1
         if self._train_sum is None:
             return
         u, i = self._data.user_index, self._data.item_index
@@ -216,50 +228,76 @@ class _SampleAverage:
         """RMSE on the training ratings of the current mean prediction (NaN if not tracked)."""
         if self._train_sum is None:
             return float("nan")
-        return rmse(self._train_sum / len(self._users), self._data.values)
+        return rmse(self._train_sum / self._count, self._data.values)
 
     def factors(self, max_width: int | None) -> Factors:
-        """Returns the mean model as Factors; compressed to max_width columns if wider."""
-        count = len(self._users)
-        scale = 1.0 / np.sqrt(count)
-        users = np.hstack(self._users) * scale
-        items = np.hstack(self._items) * scale
-        if max_width is not None and users.shape[1] > max_width:
-            users, items = compress(users, items, max_width, np.random.default_rng(self._seed))
+        """Returns the mean model as Factors, compressed to max_width columns if wider.
+
+        Without a max_width the user side is scaled by 1/S and the item side is a view of the
+        buffer: cheap enough to hand to a validator after every sample.
+        """
+        width = self._count * self._factors
+        users, items = self._users[:, :width], self._items[:, :width]
+        scale = np.float32(1.0 / np.sqrt(self._count))
+        if max_width is None:
+            user_factors, item_factors = users * (scale * scale), items
+        elif width > max_width:
+            # (s A)(s B)^T ~ s^2 U V^T: compress the unscaled buffers, scale the small result.
+            rng = np.random.default_rng(self._seed)
+            compressed = compress(users, items, max_width, rng)
+            user_factors, item_factors = compressed[0] * scale, compressed[1] * scale
+        else:
+            user_factors, item_factors = users * scale, items * scale
         return Factors(
-            user_factors=np.ascontiguousarray(users, dtype=np.float32),
-            item_factors=np.ascontiguousarray(items, dtype=np.float32),
-            user_bias=(self._user_bias / count).astype(np.float32),
-            item_bias=(self._item_bias / count).astype(np.float32),
+            user_factors=np.asarray(user_factors, dtype=np.float32),
+            item_factors=np.asarray(item_factors, dtype=np.float32),
+            user_bias=(self._user_bias / self._count).astype(np.float32),
+            item_bias=(self._item_bias / self._count).astype(np.float32),
             global_mean=self._mu,
         )
 
 
 def compress(
-    users: npt.NDArray[np.floating],
-    items: npt.NDArray[np.floating],
+    users: npt.NDArray[np.float32],
+    items: npt.NDArray[np.float32],
     width: int,
     rng: np.random.Generator,
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Returns rank-`width` factors (A, B) of the score matrix M = users @ items.T.
 
     A randomized SVD (Halko, Martinsson and Tropp 2011) that never forms M: a range sketch
     Y = M Omega with `_OVERSAMPLING` extra columns and `_POWER_STEPS` power steps, Q = orth(Y),
-    then the SVD of the small Q^T M = X S Z^T gives A = Q X sqrt(S), B = Z sqrt(S). When M's
-    rank fits in the sketch the result is exact (up to rounding). Every product is a matmul
-    through the concatenated width, so the cost is linear in the number of samples.
+    then the SVD of the small C = Q^T M = X S Z^T gives A = Q X sqrt(S), B = Z sqrt(S). When
+    M's rank fits in the sketch the result is exact (up to rounding). The large steps are all
+    matmuls; the factorizations are of k x k Gram matrices (eigh), because LAPACK's QR and SVD
+    of tall matrices run level-2 kernels that crawl on a busy multi-core machine.
     """
-    users, items = users.astype(np.float64), items.astype(np.float64)
     sketch = min(width + _OVERSAMPLING, users.shape[1])
-    basis = _orthonormal(users @ (items.T @ rng.standard_normal((items.shape[0], sketch))))
+    probe = rng.standard_normal((items.shape[0], sketch), dtype=np.float32)
+    basis = _orthonormal(users @ (items.T @ probe))
     for _ in range(_POWER_STEPS):
         back = _orthonormal(items @ (users.T @ basis))  # M^T Q
         basis = _orthonormal(users @ (items.T @ back))  # M M^T Q
-    left, singular, right_t = np.linalg.svd((basis.T @ users) @ items.T, full_matrices=False)
-    root = np.sqrt(singular[:width])
-    return basis @ (left[:, :width] * root), right_t[:width].T * root
+    core = (basis.T @ users) @ items.T  # C = Q^T M, k x n_items
+    # C C^T = X S^2 X^T; then Z = C^T X S^-1, so B = Z sqrt(S) = C^T X S^-1/2.
+    squares, left = _top_eigen(core @ core.T, width)
+    root = np.sqrt(np.sqrt(squares))
+    left32, root32 = left.astype(np.float32), root.astype(np.float32)
+    user_side = np.asarray(basis @ (left32 * root32), dtype=np.float32)
+    item_side = np.asarray((core.T @ left32) / root32, dtype=np.float32)
+    return user_side, item_side
 
 
-def _orthonormal(matrix: FloatArray) -> FloatArray:
-    basis, _ = np.linalg.qr(matrix)
-    return np.asarray(basis, dtype=np.float64)
+def _orthonormal(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """An orthonormal basis of the columns: Y W L^-1/2 from the eigenpairs (L, W) of Y^T Y."""
+    values, vectors = _top_eigen(matrix.T @ matrix, matrix.shape[1])
+    return np.asarray(matrix @ (vectors / np.sqrt(values)).astype(np.float32), dtype=np.float32)
+
+
+def _top_eigen(gram: npt.NDArray[np.floating], count: int) -> tuple[FloatArray, FloatArray]:
+    """The `count` largest eigenpairs of a symmetric PSD matrix, dropping numerically zero ones."""
+    values, vectors = np.linalg.eigh(gram.astype(np.float64))
+    order = np.argsort(values)[::-1][:count]
+    values, vectors = values[order], vectors[:, order]
+    keep = values > values[0] * _EIGEN_FLOOR if values.size else values > 0
+    return values[keep], vectors[:, keep]
