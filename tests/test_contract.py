@@ -22,9 +22,15 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
     command = [
-        sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "protos"),
-        f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}",
-        f"--mypy_out={tmp_path}", f"--mypy_grpc_out={tmp_path}",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        "-I",
+        str(ROOT / "protos"),
+        f"--python_out={tmp_path}",
+        f"--grpc_python_out={tmp_path}",
+        f"--mypy_out={tmp_path}",
+        f"--mypy_grpc_out={tmp_path}",
         str(ROOT / "protos/mfrec/v1/recommender.proto"),
     ]
     subprocess.run(command, check=True, env=env, capture_output=True)
@@ -35,19 +41,21 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
 
 
 def test_client_public_surface() -> None:
-    assert sorted(mfrec.client.__all__) == sorted([
-        "DEFAULT_TIMEOUT_SECONDS",
-        "JobState",
-        "ModelInfo",
-        "RecommenderClient",
-        "RecommenderError",
-        "Recommendations",
-        "ScoredItem",
-        "SimilarItems",
-        "Source",
-        "TrainingConfig",
-        "TrainingJob",
-    ])
+    assert sorted(mfrec.client.__all__) == sorted(
+        [
+            "DEFAULT_TIMEOUT_SECONDS",
+            "JobState",
+            "ModelInfo",
+            "RecommenderClient",
+            "RecommenderError",
+            "Recommendations",
+            "ScoredItem",
+            "SimilarItems",
+            "Source",
+            "TrainingConfig",
+            "TrainingJob",
+        ]
+    )
     for name in mfrec.client.__all__:
         assert hasattr(mfrec.client, name)
 

@@ -30,8 +30,16 @@ def test_train_saves_a_version_and_reports_progress(
     ratings_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = tmp_path / "models"
-    args = ["train", *_csv_args(ratings_file), "--model-dir", str(models),
-            "--factors", "4", "--iterations", "2"]
+    args = [
+        "train",
+        *_csv_args(ratings_file),
+        "--model-dir",
+        str(models),
+        "--factors",
+        "4",
+        "--iterations",
+        "2",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "iteration 1/4" in out and "validation RMSE" in out
@@ -44,12 +52,24 @@ def test_train_saves_a_version_and_reports_progress(
 def test_evaluate_prints_one_json_line(
     ratings_file: Path, protocol: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["evaluate", *_csv_args(ratings_file), "--protocol", protocol, "--json",
-            "--factors", "4", "--iterations", "3"]
+    args = [
+        "evaluate",
+        *_csv_args(ratings_file),
+        "--protocol",
+        protocol,
+        "--json",
+        "--factors",
+        "4",
+        "--iterations",
+        "3",
+    ]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    keys = {"rmse", "mae"} if protocol == "rating" else {
-        "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage", "cold"}
+    keys = (
+        {"rmse", "mae"}
+        if protocol == "rating"
+        else {"precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage", "cold"}
+    )
     assert keys <= result.keys()
     assert result["config"]["factors"] == 4 and result["fit_seconds"] >= 0
 
@@ -68,8 +88,12 @@ def test_a_malformed_file_is_one_clear_error(
 ) -> None:
     bad = tmp_path / "bad.data"
     bad.write_text("1\t2\t5\t100\n1\t3\n")
-    assert main(["train", "--data", str(bad), "--format", "ml-100k",
-                 "--model-dir", str(tmp_path / "m")]) == 1
+    assert (
+        main(
+            ["train", "--data", str(bad), "--format", "ml-100k", "--model-dir", str(tmp_path / "m")]
+        )
+        == 1
+    )
     error = capsys.readouterr().err
     assert "bad.data" in error and "line 2" in error and "Traceback" not in error
 
@@ -80,9 +104,16 @@ def test_recommend_and_similar_print_tables(
     target = f"127.0.0.1:{server.port}"
     assert main(["recommend", "--target", target, "--user", "u1", "-k", "3"]) == 0
     out = capsys.readouterr().out
-    assert "personalized" in out and sum(line.split()[0].isdigit() for line in out.splitlines()[1:]) == 3
-    assert main(["recommend", "--target", target, "--user", "new", "--recent", "i1",
-                 "--recent", "nope"]) == 0
+    assert (
+        "personalized" in out
+        and sum(line.split()[0].isdigit() for line in out.splitlines()[1:]) == 3
+    )
+    assert (
+        main(
+            ["recommend", "--target", target, "--user", "new", "--recent", "i1", "--recent", "nope"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fold-in" in out and "ignored unknown items: nope" in out
     assert main(["similar", "--target", target, "--item", "i1", "-k", "2"]) == 0

@@ -25,8 +25,9 @@ def test_an_unknown_user_is_folded_in_from_recent_items(client: RecommenderClien
 
 
 def test_recent_values_steer_the_fold_in(client: RecommenderClient) -> None:
-    disliked = client.recommend("brand-new", k=5, recent=["i0", "i1", "i2"],
-                                recent_values=[1.0, 1.0, 1.0])
+    disliked = client.recommend(
+        "brand-new", k=5, recent=["i0", "i1", "i2"], recent_values=[1.0, 1.0, 1.0]
+    )
     assert disliked.source is Source.FOLD_IN
     assert not set(disliked.item_ids) & set(GROUP_A)
 
@@ -60,8 +61,11 @@ def test_allowed_items_apply_to_every_source(
     client: RecommenderClient, ratings: pd.DataFrame
 ) -> None:
     allowed = ["i1", "i16", "i29", "unknown-item"]
-    for kwargs in ({"user_id": "u0", "include_seen": True}, {"user_id": "nobody"},
-                   {"user_id": "nobody", "recent": ["i2", "i3"]}):
+    for kwargs in (
+        {"user_id": "u0", "include_seen": True},
+        {"user_id": "nobody"},
+        {"user_id": "nobody", "recent": ["i2", "i3"]},
+    ):
         answer = client.recommend(k=10, allowed=allowed, **kwargs)  # type: ignore[arg-type]
         assert set(answer.item_ids) <= {"i1", "i16", "i29"} and answer.items
     seen = set(ratings.loc[ratings["user_id"] == "u0", "item_id"])

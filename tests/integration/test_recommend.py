@@ -82,7 +82,9 @@ def test_batch_matches_single_calls(client: RecommenderClient) -> None:
     assert batch == singles
 
 
-def test_model_info_reports_the_config_used(client: RecommenderClient, server: RunningServer) -> None:
+def test_model_info_reports_the_config_used(
+    client: RecommenderClient, server: RunningServer
+) -> None:
     info = client.model_info()
     assert info.user_count == 40 and info.item_count == 30
     assert info.config.factors == 4 and info.config.iterations == 3

@@ -15,7 +15,6 @@ import mfrec.training.pipeline as pipeline
 from mfrec.client import JobState, RecommenderClient, RecommenderError, TrainingConfig
 from mfrec.server.app import RunningServer
 from mfrec.training.artifact import list_versions
-
 from tests.integration.conftest import ServerFactory
 
 pytestmark = pytest.mark.integration
@@ -95,24 +94,45 @@ def test_a_failing_job_leaves_the_old_model_serving(
     ("kwargs", "code", "text"),
     [
         ({}, grpc.StatusCode.INVALID_ARGUMENT, "exactly one of"),
-        ({"dataset_path": "x.csv", "ratings": [("a", "b", 1.0)]}, grpc.StatusCode.INVALID_ARGUMENT,
-         "exactly one of"),
+        (
+            {"dataset_path": "x.csv", "ratings": [("a", "b", 1.0)]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "exactly one of",
+        ),
         ({"dataset_path": "x.csv"}, grpc.StatusCode.INVALID_ARGUMENT, "dataset_format"),
-        ({"dataset_path": "missing.csv", "dataset_format": "csv"}, grpc.StatusCode.NOT_FOUND,
-         "does not exist"),
-        ({"dataset_path": "../escape.csv", "dataset_format": "csv"},
-         grpc.StatusCode.INVALID_ARGUMENT, "inside the server's data dir"),
-        ({"dataset_path": "/etc/passwd", "dataset_format": "csv"},
-         grpc.StatusCode.INVALID_ARGUMENT, "inside the server's data dir"),
+        (
+            {"dataset_path": "missing.csv", "dataset_format": "csv"},
+            grpc.StatusCode.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            {"dataset_path": "../escape.csv", "dataset_format": "csv"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "inside the server's data dir",
+        ),
+        (
+            {"dataset_path": "/etc/passwd", "dataset_format": "csv"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "inside the server's data dir",
+        ),
         ({"ratings": [("a", "b", float("nan"))]}, grpc.StatusCode.INVALID_ARGUMENT, "finite"),
         ({"ratings": [("a", "b", float("inf"))]}, grpc.StatusCode.INVALID_ARGUMENT, "finite"),
         ({"ratings": [("", "b", 1.0)]}, grpc.StatusCode.INVALID_ARGUMENT, "user_id"),
-        ({"ratings": [("a", "b", 1.0)], "config": TrainingConfig(factors=-1)},
-         grpc.StatusCode.INVALID_ARGUMENT, "factors"),
-        ({"ratings": [("a", "b", 1.0)], "config": TrainingConfig(validation_fraction=0.9)},
-         grpc.StatusCode.INVALID_ARGUMENT, "validation_fraction"),
-        ({"ratings": [("a", "b", 1.0)], "config": TrainingConfig(iterations=5000)},
-         grpc.StatusCode.INVALID_ARGUMENT, "iterations"),
+        (
+            {"ratings": [("a", "b", 1.0)], "config": TrainingConfig(factors=-1)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "factors",
+        ),
+        (
+            {"ratings": [("a", "b", 1.0)], "config": TrainingConfig(validation_fraction=0.9)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "validation_fraction",
+        ),
+        (
+            {"ratings": [("a", "b", 1.0)], "config": TrainingConfig(iterations=5000)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "iterations",
+        ),
     ],
 )
 def test_cheap_checks_fail_the_train_call_itself(

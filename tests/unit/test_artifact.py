@@ -184,8 +184,12 @@ def test_only_saves_whose_writer_is_gone_are_cleaned_up(tmp_path: Path) -> None:
 
     from mfrec.training.artifact import remove_stale_temporaries
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = tmp_path / f"{TEMP_PREFIX}20260101T000000000000Z-{finished.stdout.strip()}"
     live = tmp_path / f"{TEMP_PREFIX}20260101T000000000001Z-{os.getpid()}"
     unnamed = tmp_path / f"{TEMP_PREFIX}odd"

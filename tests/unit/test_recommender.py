@@ -66,8 +66,9 @@ def test_unknown_user_gets_popular_items_minus_exclusions(model: ServingModel) -
     order = np.asarray(model.artifact.popularity.order[:5])
     expected = model.artifact.item_ids.ids_at(order.tolist())
     assert [item for item, _ in popular.items] == expected[:4]
-    answer = recommend(model, RecommendQuery("stranger", k=4, exclude_item_ids=(expected[0],)),
-                       LIMITS)
+    answer = recommend(
+        model, RecommendQuery("stranger", k=4, exclude_item_ids=(expected[0],)), LIMITS
+    )
     assert [item for item, _ in answer.items] == expected[1:5]
 
 
@@ -129,8 +130,11 @@ def test_similar_items_are_closest_by_cosine_and_exclude_the_item(model: Serving
     index = model.artifact.item_ids.index_of
     target = factors[index("i0")]
     best = ids[0]
-    cosine = factors[index(best)] @ target / np.linalg.norm(factors[index(best)]) / np.linalg.norm(
-        target
+    cosine = (
+        factors[index(best)]
+        @ target
+        / np.linalg.norm(factors[index(best)])
+        / np.linalg.norm(target)
     )
     assert items[0][1] == pytest.approx(cosine, abs=1e-5)
     with pytest.raises(NotFound):

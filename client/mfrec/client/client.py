@@ -163,8 +163,9 @@ class RecommenderClient:
             recent_values: optional strength of each recent item.
             allowed: when non-empty, the only candidate items.
         """
-        request = _recommend_request(user_id, k, exclude, include_seen, recent, recent_values,
-                                     allowed)
+        request = _recommend_request(
+            user_id, k, exclude, include_seen, recent, recent_values, allowed
+        )
         return _recommendations(self._call(self._stub.Recommend, request, timeout))
 
     def recommend_batch(
@@ -185,7 +186,11 @@ class RecommenderClient:
         return [_recommendations(r) for r in response.responses]
 
     def similar_items(
-        self, item_id: str, k: int = 10, exclude: Iterable[str] = (), *,
+        self,
+        item_id: str,
+        k: int = 10,
+        exclude: Iterable[str] = (),
+        *,
         timeout: float | None = None,
     ) -> SimilarItems:
         """Returns the k items most similar to item_id (cosine similarity of embeddings)."""
@@ -218,7 +223,7 @@ class RecommenderClient:
                 raise ValueError(f"dataset_format must be one of {', '.join(_FORMATS)}")
             request.dataset_format = _FORMATS[dataset_format]
         for rating in ratings:
-            timestamp = int(rating[3]) if len(rating) > 3 else 0  # type: ignore[misc]
+            timestamp = int(rating[3]) if len(rating) > 3 else 0
             request.ratings.add(
                 user_id=rating[0], item_id=rating[1], value=float(rating[2]), timestamp=timestamp
             )

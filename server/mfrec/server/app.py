@@ -157,8 +157,11 @@ def build_server(config: ServerConfig) -> RunningServer:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     address = f"{_host_for_bind(config.host)}:{config.port}"
@@ -217,8 +220,11 @@ def serve(config: ServerConfig) -> int:
         if stopping.is_set():
             return
         stopping.set()
-        log.info("received %s, draining for up to %.0f s", signal.Signals(signum).name,
-                 config.grace_seconds)
+        log.info(
+            "received %s, draining for up to %.0f s",
+            signal.Signals(signum).name,
+            config.grace_seconds,
+        )
         threading.Thread(target=running.shutdown, args=(config.grace_seconds,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, handle)

@@ -9,8 +9,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mfrec.server.recommender import Limits
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mfrec.training.config import TrainingConfig
 
 FORMATS = ("ml-100k", "ml-csv", "ml-dat", "csv")
 ALGORITHMS = ("als-explicit", "bpmf", "als-implicit")
@@ -45,64 +51,138 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model-dir", required=True, type=Path)
     train.add_argument("--keep-versions", type=int, default=3)
     _add_model_options(train)
-    train.add_argument("--validation-fraction", type=float, default=None,
-                       help="rows held out for validation metrics (default 0.1; 0 for none)")
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=None,
+        help="rows held out for validation metrics (default 0.1; 0 for none)",
+    )
 
     serve = commands.add_parser("serve", help="serve the newest model in --model-dir over gRPC")
     serve.add_argument("--model-dir", required=True, type=Path)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
-    serve.add_argument("--data-dir", type=Path, default=None,
-                       help="the only folder Train's dataset_path may read from")
-    serve.add_argument("--max-k", type=int, default=1000,
-                       help="largest k a request may ask for (default %(default)s)")
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the only folder Train's dataset_path may read from",
+    )
+    serve.add_argument(
+        "--max-k",
+        type=int,
+        default=1000,
+        help="largest k a request may ask for (default %(default)s)",
+    )
     serve.add_argument("--keep-versions", type=int, default=3)
-    serve.add_argument("--max-batch", type=int, default=1000,
-                       help="most sub-requests in one RecommendBatch (default %(default)s)")
-    serve.add_argument("--max-id-bytes", type=int, default=256,
-                       help="longest user or item id, in UTF-8 bytes (default %(default)s)")
-    serve.add_argument("--max-exclude", type=int, default=10_000,
-                       help="most exclude_item_ids in one request (default %(default)s)")
-    serve.add_argument("--max-allowed", type=int, default=10_000,
-                       help="most allowed_item_ids in one request (default %(default)s)")
-    serve.add_argument("--max-recent", type=int, default=10_000,
-                       help="most recent_item_ids in one request (default %(default)s)")
-    serve.add_argument("--max-inline-ratings", type=int, default=2_000_000,
-                       help="most ratings sent inline in one Train (default %(default)s)")
-    serve.add_argument("--max-message-mib", type=int, default=64,
-                       help="largest request or response in MiB (default %(default)s); gRPC "
-                            "itself answers a larger one RESOURCE_EXHAUSTED")
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=1000,
+        help="most sub-requests in one RecommendBatch (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-id-bytes",
+        type=int,
+        default=256,
+        help="longest user or item id, in UTF-8 bytes (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-exclude",
+        type=int,
+        default=10_000,
+        help="most exclude_item_ids in one request (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-allowed",
+        type=int,
+        default=10_000,
+        help="most allowed_item_ids in one request (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-recent",
+        type=int,
+        default=10_000,
+        help="most recent_item_ids in one request (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-inline-ratings",
+        type=int,
+        default=2_000_000,
+        help="most ratings sent inline in one Train (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-message-mib",
+        type=int,
+        default=64,
+        help="largest request or response in MiB (default %(default)s); gRPC "
+        "itself answers a larger one RESOURCE_EXHAUSTED",
+    )
     serve.add_argument("--threads", type=int, default=8, help="request threads per process")
-    serve.add_argument("--max-concurrent-rpcs", type=int, default=0,
-                       help="calls in progress at once before new ones are refused "
-                            "RESOURCE_EXHAUSTED (default 0: 4 x --threads)")
-    serve.add_argument("--tokens-file", type=Path, default=None,
-                       help="require bearer tokens: one role:token per line, role admin or read")
+    serve.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=0,
+        help="calls in progress at once before new ones are refused "
+        "RESOURCE_EXHAUSTED (default 0: 4 x --threads)",
+    )
+    serve.add_argument(
+        "--tokens-file",
+        type=Path,
+        default=None,
+        help="require bearer tokens: one role:token per line, role admin or read",
+    )
     serve.add_argument("--tls-cert", type=Path, default=None, help="PEM server certificate")
     serve.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
-    serve.add_argument("--tls-client-ca", type=Path, default=None,
-                       help="PEM CA of client certificates: requires mutual TLS")
-    serve.add_argument("--insecure-listen-any", action="store_true",
-                       help="allow a non-loopback --host without --tokens-file")
+    serve.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=None,
+        help="PEM CA of client certificates: requires mutual TLS",
+    )
+    serve.add_argument(
+        "--insecure-listen-any",
+        action="store_true",
+        help="allow a non-loopback --host without --tokens-file",
+    )
     serve.add_argument("--grace-seconds", type=float, default=10.0)
-    serve.add_argument("--workers", type=int, default=1,
-                       help="server processes sharing the port (default 1: this process)")
-    serve.add_argument("--rating-range", default=None, metavar="MIN,MAX",
-                       help="reject training values outside this range")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (default 1: this process)",
+    )
+    serve.add_argument(
+        "--rating-range",
+        default=None,
+        metavar="MIN,MAX",
+        help="reject training values outside this range",
+    )
 
     rec = commands.add_parser("recommend", help="ask a running server for recommendations")
     rec.add_argument("--target", default="127.0.0.1:50051")
     who = rec.add_mutually_exclusive_group(required=True)
     who.add_argument("--user")
-    who.add_argument("--users-file", type=Path,
-                     help="one user id per line; writes CSV (user_id,rank,item_id,score,source)")
-    rec.add_argument("--batch-size", type=int, default=1000,
-                     help="users per RecommendBatch call with --users-file (the server's "
-                          "--max-batch at most)")
+    who.add_argument(
+        "--users-file",
+        type=Path,
+        help="one user id per line; writes CSV (user_id,rank,item_id,score,source)",
+    )
+    rec.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="users per RecommendBatch call with --users-file (the server's --max-batch at most)",
+    )
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--exclude", action="append", default=[], metavar="ITEM")
-    rec.add_argument("--recent", action="append", default=[], metavar="ITEM",
-                     help="an item the user just interacted with (fold-in); repeatable")
+    rec.add_argument(
+        "--recent",
+        action="append",
+        default=[],
+        metavar="ITEM",
+        help="an item the user just interacted with (fold-in); repeatable",
+    )
     rec.add_argument("--allowed", action="append", default=[], metavar="ITEM")
     rec.add_argument("--include-seen", action="store_true")
 
@@ -118,10 +198,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_options(evaluate)
     evaluate.add_argument("--protocol", choices=("rating", "ranking"), default="rating")
     _add_model_options(evaluate)
-    evaluate.add_argument("--popularity", choices=("damped-mean", "count", "mean-then-count"),
-                          default=None, help="also score this popularity ranking (ranking only)")
-    evaluate.add_argument("--json", action="store_true",
-                          help="print one JSON object on a single line instead of a table")
+    evaluate.add_argument(
+        "--popularity",
+        choices=("damped-mean", "count", "mean-then-count"),
+        default=None,
+        help="also score this popularity ranking (ranking only)",
+    )
+    evaluate.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object on a single line instead of a table",
+    )
 
     tune = commands.add_parser("tune", help="search hyper-parameters on a validation split")
     _add_data_options(tune)
@@ -135,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _training_config(args: argparse.Namespace) -> object:
+def _training_config(args: argparse.Namespace) -> TrainingConfig:
     from mfrec.training.config import TrainingConfig
 
     return TrainingConfig(
@@ -149,7 +236,7 @@ def _training_config(args: argparse.Namespace) -> object:
     )
 
 
-def _csv_options(args: argparse.Namespace) -> dict[str, str]:
+def _csv_options(args: argparse.Namespace) -> dict[str, Any]:
     names = {
         "separator": args.sep,
         "user_column": args.user_col,
@@ -165,7 +252,7 @@ def run_train(args: argparse.Namespace) -> int:
     from mfrec.training.loaders import load_ratings
     from mfrec.training.pipeline import Progress, train_and_save
 
-    config = _training_config(args).resolved()  # type: ignore[attr-defined]
+    config = _training_config(args).resolved()
     frame = load_ratings(args.data, args.format, **_csv_options(args))
     print(f"loaded {len(frame):,} ratings from {args.data}")
 
@@ -173,15 +260,24 @@ def run_train(args: argparse.Namespace) -> int:
         report = update.report
         if report is None:
             return
-        held = "" if report.validation_rmse is None else f"  validation RMSE {report.validation_rmse:.4f}"
-        print(f"  iteration {update.iteration}/{update.total_iterations}  "
-              f"train RMSE {report.train_rmse:.4f}{held}  {report.seconds:.2f} s", flush=True)
+        held = (
+            ""
+            if report.validation_rmse is None
+            else f"  validation RMSE {report.validation_rmse:.4f}"
+        )
+        print(
+            f"  iteration {update.iteration}/{update.total_iterations}  "
+            f"train RMSE {report.train_rmse:.4f}{held}  {report.seconds:.2f} s",
+            flush=True,
+        )
 
     summary = train_and_save(frame, config, args.model_dir, progress)
     ModelStore(args.model_dir, args.keep_versions).prune()
     print(f"saved model {summary.model_version} to {summary.path}")
-    print(f"  {summary.user_count:,} users, {summary.item_count:,} items, "
-          f"{summary.rating_count:,} ratings, {summary.train_seconds:.2f} s")
+    print(
+        f"  {summary.user_count:,} users, {summary.item_count:,} items, "
+        f"{summary.rating_count:,} ratings, {summary.train_seconds:.2f} s"
+    )
     for name, value in sorted(summary.metrics.items()):
         print(f"  validation {name}: {value:.4f}")
     return 0
@@ -250,11 +346,17 @@ def run_recommend(args: argparse.Namespace) -> int:
     if args.users_file is not None:
         return _recommend_file(args)
     with RecommenderClient(args.target) as client:
-        answer = client.recommend(args.user, k=args.k, exclude=args.exclude,
-                                  include_seen=args.include_seen, recent=args.recent,
-                                  allowed=args.allowed)
-    _print_items(answer.items, f"user {args.user}: {answer.source.value} "
-                               f"(model {answer.model_version})")
+        answer = client.recommend(
+            args.user,
+            k=args.k,
+            exclude=args.exclude,
+            include_seen=args.include_seen,
+            recent=args.recent,
+            allowed=args.allowed,
+        )
+    _print_items(
+        answer.items, f"user {args.user}: {answer.source.value} (model {answer.model_version})"
+    )
     if answer.ignored_item_ids:
         print(f"  ignored unknown items: {', '.join(answer.ignored_item_ids)}")
     return 0
@@ -270,8 +372,13 @@ def _recommend_file(args: argparse.Namespace) -> int:
         raise SystemExit("--batch-size must be at least 1")
     text = args.users_file.read_text(encoding="utf-8")
     users = [line.strip() for line in text.splitlines() if line.strip()]
-    options = {"k": args.k, "exclude": args.exclude, "include_seen": args.include_seen,
-               "recent": args.recent, "allowed": args.allowed}
+    options = {
+        "k": args.k,
+        "exclude": args.exclude,
+        "include_seen": args.include_seen,
+        "recent": args.recent,
+        "allowed": args.allowed,
+    }
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(("user_id", "rank", "item_id", "score", "source"))
     with RecommenderClient(args.target, timeout=60.0) as client:
@@ -280,8 +387,9 @@ def _recommend_file(args: argparse.Namespace) -> int:
             answers = client.recommend_batch([{"user_id": u, **options} for u in chunk])
             for user, answer in zip(chunk, answers, strict=True):
                 for rank, item in enumerate(answer.items, start=1):
-                    writer.writerow((user, rank, item.item_id, f"{item.score:.6g}",
-                                     answer.source.value))
+                    writer.writerow(
+                        (user, rank, item.item_id, f"{item.score:.6g}", answer.source.value)
+                    )
     return 0
 
 
@@ -294,7 +402,7 @@ def run_similar(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_frame(args: argparse.Namespace) -> object:
+def _load_frame(args: argparse.Namespace) -> pd.DataFrame:
     from mfrec.training.loaders import load_ratings
 
     return load_ratings(args.data, args.format, **_csv_options(args))
@@ -314,17 +422,27 @@ def _json_ready(value: object) -> object:
 def run_evaluate(args: argparse.Namespace) -> int:
     from mfrec.training.evaluation import evaluate, format_table
 
-    result = evaluate(_load_frame(args), args.protocol, _training_config(args),  # type: ignore[arg-type]
-                      popularity_method=args.popularity)
+    result = evaluate(
+        _load_frame(args),
+        args.protocol,
+        _training_config(args),
+        popularity_method=args.popularity,
+    )
     if args.json:
         print(json.dumps(_json_ready(result), sort_keys=True, allow_nan=False))
     else:
         print(format_table(result))
         popularity = result.get("popularity")
         if popularity:
-            print(format_table({**popularity, **{k: result[k] for k in
-                                                 ("protocol", "train_rows", "test_rows")},
-                                "fit_seconds": 0.0}))
+            print(
+                format_table(
+                    {
+                        **popularity,
+                        **{k: result[k] for k in ("protocol", "train_rows", "test_rows")},
+                        "fit_seconds": 0.0,
+                    }
+                )
+            )
     return 0
 
 
@@ -333,12 +451,21 @@ def run_tune(args: argparse.Namespace) -> int:
 
     def progress(trial: Trial) -> None:
         c = trial.config
-        print(f"  factors {c.factors} iterations {c.iterations} regularization "
-              f"{c.regularization:g} alpha {c.alpha:g}: {trial.metric} {trial.value:.4f} "
-              f"({trial.seconds:.1f} s)", flush=True)
+        print(
+            f"  factors {c.factors} iterations {c.iterations} regularization "
+            f"{c.regularization:g} alpha {c.alpha:g}: {trial.metric} {trial.value:.4f} "
+            f"({trial.seconds:.1f} s)",
+            flush=True,
+        )
 
-    result = tune(_load_frame(args), args.protocol, args.algorithm,  # type: ignore[arg-type]
-                  trials=args.trials, seed=args.seed, progress=progress)
+    result = tune(
+        _load_frame(args),
+        args.protocol,
+        args.algorithm,
+        trials=args.trials,
+        seed=args.seed,
+        progress=progress,
+    )
     print(format_trials(result))
     print(f"best configuration: {json.dumps(result.best.to_dict(), sort_keys=True)}")
     return 0

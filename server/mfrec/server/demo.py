@@ -78,13 +78,23 @@ def run_demo(work_dir: Path | None = None) -> int:
         print(f"training on {description}: {len(frame):,} ratings")  # type: ignore[arg-type]
         summary = train_and_save(frame, TrainingConfig(), model_dir)  # type: ignore[arg-type]
         rmse = summary.validation_rmse
-        print(f"model {summary.model_version}: {summary.user_count} users, "
-              f"{summary.item_count} items, validation RMSE "
-              f"{'n/a' if rmse is None else f'{rmse:.4f}'}, {summary.train_seconds:.1f} s")
+        print(
+            f"model {summary.model_version}: {summary.user_count} users, "
+            f"{summary.item_count} items, validation RMSE "
+            f"{'n/a' if rmse is None else f'{rmse:.4f}'}, {summary.train_seconds:.1f} s"
+        )
         port = _free_port()
         target = f"127.0.0.1:{port}"
-        command = [sys.executable, "-m", "mfrec.server.cli", "serve",
-                   "--model-dir", str(model_dir), "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "mfrec.server.cli",
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--port",
+            str(port),
+        ]
         server = subprocess.Popen(command, env=dict(os.environ))
         try:
             _wait_serving(target, server)

@@ -119,6 +119,8 @@ class TrainingJobs:
         with self._lock:
             status = self._jobs[job_id]
             self._jobs[job_id] = replace(
-                status, train_seconds=time.perf_counter() - started, **changes  # type: ignore[arg-type]
+                status,
+                train_seconds=time.perf_counter() - started,
+                **changes,  # type: ignore[arg-type]
             )
             self._running = None

@@ -295,7 +295,7 @@ def _popular(
     """Returns the k most popular items that are not excluded (and are allowed, if given)."""
     popularity = model.artifact.popularity
     if allowed is None:
-        head = np.asarray(popularity.order[: k + excluded.size])
+        head: npt.NDArray[np.integer] = np.asarray(popularity.order[: k + excluded.size])
     else:
         head = allowed[np.argsort(model.popularity_rank[allowed], kind="stable")]
     if excluded.size:

@@ -278,7 +278,8 @@ def _loader(path: Path, mmap: bool) -> Any:
                 f"model {path.name}: {file.name} has dtype {array.dtype} and {array.ndim} "
                 f"dimensions, expected {np.dtype(dtype)} with {ndim}"
             )
-        return array
+        result: np.ndarray = array
+        return result
 
     return load
 

@@ -25,7 +25,7 @@ class Factors:
     global_mean: float
 
     def predict(
-        self, user_index: npt.NDArray[np.int64], item_index: npt.NDArray[np.int64]
+        self, user_index: npt.NDArray[np.integer], item_index: npt.NDArray[np.integer]
     ) -> npt.NDArray[np.float64]:
         """Returns the prediction for each (user, item) pair; an index of -1 means unknown.
 
