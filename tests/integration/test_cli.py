@@ -120,3 +120,9 @@ def test_recommend_and_similar_print_tables(
     assert "similar to i1" in capsys.readouterr().out
     assert main(["recommend", "--target", target, "--user", ""]) == 1
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "100000"])
+def test_an_unreasonable_worker_count_is_refused_at_start(workers: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--workers must be between 1 and"):
+        main(["serve", "--model-dir", str(tmp_path), "--port", "0", "--workers", workers])

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
     from mfrec.training.config import TrainingConfig
 
+# Each worker holds its own gRPC stack and threads: more than a few per core only thrashes.
+MAX_WORKERS = max(4, 4 * (os.cpu_count() or 1))
 FORMATS = ("ml-100k", "ml-csv", "ml-dat", "csv")
 ALGORITHMS = ("als-explicit", "bpmf", "als-implicit")
 
@@ -324,8 +327,11 @@ def run_serve(args: argparse.Namespace) -> int:
         tls=tls_files(args.tls_cert, args.tls_key, args.tls_client_ca),
         insecure_listen_any=args.insecure_listen_any,
     )
-    if args.workers < 1:
-        raise SystemExit("--workers must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise SystemExit(
+            f"--workers must be between 1 and {MAX_WORKERS} (this machine has "
+            f"{os.cpu_count() or 1} cores; one worker per core is usually best)"
+        )
     if args.workers > 1:
         from mfrec.server.supervisor import run_supervisor
 
