@@ -24,11 +24,18 @@ CACHE = Path(__file__).resolve().parent / "results" / "models"
 SEEN_PER_USER = 20
 
 
-def synthetic_model_dir(n_users: int, n_items: int, factors: int = 64, seed: int = 0) -> Path:
-    """Returns a model dir holding one synthetic version of the given shape (cached)."""
+def synthetic_model_dir(
+    n_users: int, n_items: int, factors: int = 64, seed: int = 0, index: str = "exact"
+) -> Path:
+    """Returns a model dir holding one synthetic version of the given shape (cached).
+
+    index "hnsw" adds the approximate item index (built once, then cached like the rest).
+    """
+    from mfrec.training.pipeline import with_index
     from mfrec.training.synthetic import synthetic_factor_model
 
-    directory = CACHE / f"synthetic-{n_users}x{n_items}x{factors}-{seed}"
+    suffix = "" if index == "exact" else f"-{index}"
+    directory = CACHE / f"synthetic-{n_users}x{n_items}x{factors}-{seed}{suffix}"
     if list_versions(directory):
         return directory
     shutil.rmtree(directory, ignore_errors=True)
@@ -61,6 +68,8 @@ def synthetic_model_dir(n_users: int, n_items: int, factors: int = 64, seed: int
     )
     temporary = directory.with_name(directory.name + f".tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
+    if index != "exact":
+        artifact = with_index(artifact, index)
     write_artifact(artifact, temporary)
     os.rename(temporary, directory)
     return directory

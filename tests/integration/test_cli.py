@@ -126,3 +126,50 @@ def test_recommend_and_similar_print_tables(
 def test_an_unreasonable_worker_count_is_refused_at_start(workers: str, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--workers must be between 1 and"):
         main(["serve", "--model-dir", str(tmp_path), "--port", "0", "--workers", workers])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--port", "70000"], "--port must be between 1 and 65535"),
+        (["--port", "-1"], "--port must be between"),
+        (["--max-k", "0"], "--max-k must be at least 1"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--grace-seconds", "-1"], "--grace-seconds must be at least 0"),
+        (["--data-dir", "/no/such/folder"], "--data-dir /no/such/folder is not"),
+    ],
+)
+def test_serve_refuses_settings_that_cannot_work(
+    flags: list[str], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit, match=message):
+        main(["serve", "--model-dir", str(tmp_path), *flags])
+
+
+def test_serve_refuses_a_file_as_model_dir(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(SystemExit, match="is not a directory"):
+        main(["serve", "--model-dir", str(not_a_dir)])
+
+
+def test_a_typed_backslash_t_separator_means_tab(
+    ratings_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "train",
+        "--data",
+        str(ratings_file),
+        "--format",
+        "csv",
+        "--sep",
+        "\\t",
+        "--model-dir",
+        str(tmp_path / "m"),
+        "--factors",
+        "2",
+        "--iterations",
+        "1",
+    ]
+    assert main(args) == 0
+    assert "loaded 600 ratings" in capsys.readouterr().out

@@ -91,3 +91,19 @@ def test_model_info_reports_the_config_used(
     assert info.config.algorithm == "als-explicit"
     assert info.trained_at is not None
     assert info.model_version == server.store.require().version
+
+
+def test_a_bare_string_is_refused_where_a_list_of_ids_is_expected(
+    client: RecommenderClient,
+) -> None:
+    for kwargs in ({"exclude": "i1"}, {"allowed": "i1"}, {"recent": "i1"}):
+        with pytest.raises(TypeError, match="not a single string"):
+            client.recommend("u1", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="user_id must be a str"):
+        client.recommend(196)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="token"):
+        RecommenderClient("127.0.0.1:1", token="secret\n")
+
+
+def test_an_empty_batch_is_an_empty_answer(client: RecommenderClient) -> None:
+    assert client.recommend_batch([]) == []

@@ -176,7 +176,7 @@ def test_a_prior_is_the_point_the_penalty_shrinks_towards() -> None:
     )
     np.testing.assert_allclose(np.r_[folded.vector, folded.bias], expected, atol=1e-10)
     # With an overwhelming penalty the new user is the average user.
-    heavy = TrainingConfig(algorithm=ALS_IMPLICIT, regularization=1e9, alpha=1.0).resolved()
+    heavy = TrainingConfig(algorithm=ALS_IMPLICIT, regularization=1e6, alpha=1.0).resolved()
     implicit = fold_in(factors, items, np.ones(3), heavy, prior=prior)
     assert implicit is not None
-    np.testing.assert_allclose(implicit.vector, prior.vector, atol=1e-6)
+    np.testing.assert_allclose(implicit.vector, prior.vector, atol=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +28,7 @@ from mfrec.v1 import recommender_pb2_grpc as pb_grpc
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_POLL_SECONDS = 0.2
 DEFAULT_TRAIN_TIMEOUT_SECONDS = 3600.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _FORMATS = {
     "ml-100k": pb.DATASET_FORMAT_ML_100K,
@@ -99,7 +101,15 @@ class RecommenderClient:
         private_key: bytes | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        channel_options = [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        if token is not None and (not token or token != token.strip() or "\n" in token):
+            raise ValueError("token must be non-empty, without surrounding whitespace or newlines")
+        channel_options: list[tuple[str, Any]] = [
+            ("grpc.service_config", SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            # As large as the server's default limit: a full batch of k = 1000 answers is ~12 MB.
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
         channel_options.extend(options)
         if tls or root_certificates or certificate_chain:
             credentials = grpc.ssl_channel_credentials(
@@ -194,7 +204,11 @@ class RecommenderClient:
         timeout: float | None = None,
     ) -> SimilarItems:
         """Returns the k items most similar to item_id (cosine similarity of embeddings)."""
-        request = pb.SimilarItemsRequest(item_id=item_id, k=k, exclude_item_ids=list(exclude))
+        if not isinstance(item_id, str):
+            raise TypeError(f"item_id must be a str, got {type(item_id).__name__}")
+        request = pb.SimilarItemsRequest(
+            item_id=item_id, k=k, exclude_item_ids=_ids(exclude, "exclude")
+        )
         response = self._call(self._stub.SimilarItems, request, timeout)
         return SimilarItems(_items(response.items), response.model_version)
 
@@ -223,6 +237,11 @@ class RecommenderClient:
                 raise ValueError(f"dataset_format must be one of {', '.join(_FORMATS)}")
             request.dataset_format = _FORMATS[dataset_format]
         for rating in ratings:
+            if len(rating) not in (3, 4):
+                raise ValueError(
+                    "each rating must be (user_id, item_id, value) or "
+                    f"(user_id, item_id, value, timestamp), got {rating!r}"
+                )
             timestamp = int(rating[3]) if len(rating) > 3 else 0
             request.ratings.add(
                 user_id=rating[0], item_id=rating[1], value=float(rating[2]), timestamp=timestamp
@@ -267,7 +286,9 @@ class RecommenderClient:
         info = self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(), timeout)
         return ModelInfo(
             model_version=info.model_version,
-            trained_at=info.trained_at.ToDatetime() if info.HasField("trained_at") else None,
+            trained_at=(
+                info.trained_at.ToDatetime(tzinfo=UTC) if info.HasField("trained_at") else None
+            ),
             user_count=info.user_count,
             item_count=info.item_count,
             rating_count=info.rating_count,
@@ -286,15 +307,28 @@ def _recommend_request(
     recent_values: Iterable[float] = (),
     allowed: Iterable[str] = (),
 ) -> pb.RecommendRequest:
+    if not isinstance(user_id, str):
+        raise TypeError(f"user_id must be a str, got {type(user_id).__name__}")
     return pb.RecommendRequest(
         user_id=user_id,
         k=k,
-        exclude_item_ids=list(exclude),
+        exclude_item_ids=_ids(exclude, "exclude"),
         include_seen=include_seen,
-        recent_item_ids=list(recent),
+        recent_item_ids=_ids(recent, "recent"),
         recent_values=list(recent_values),
-        allowed_item_ids=list(allowed),
+        allowed_item_ids=_ids(allowed, "allowed"),
     )
+
+
+def _ids(values: Iterable[str], name: str) -> list[str]:
+    """Returns a list of ids, refusing a bare string (which would iterate as characters)."""
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name} must be a list of ids, not a single string: use [{values!r}]")
+    ids = list(values)
+    for value in ids:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must hold str ids, got {type(value).__name__}")
+    return ids
 
 
 def _items(items: Iterable[pb.ScoredItem]) -> list[ScoredItem]:

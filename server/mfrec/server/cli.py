@@ -28,7 +28,9 @@ ALGORITHMS = ("als-explicit", "bpmf", "als-implicit")
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="ratings file")
     parser.add_argument("--format", required=True, choices=FORMATS, help="file format")
-    parser.add_argument("--sep", help="separator for --format csv (default ',')")
+    parser.add_argument(
+        "--sep", help="separator for --format csv (default ','; \\t or a tab for tabs)"
+    )
     parser.add_argument("--user-col", help="user id column for --format csv (default user_id)")
     parser.add_argument("--item-col", help="item id column for --format csv (default item_id)")
     parser.add_argument("--rating-col", help="rating column for --format csv (default rating)")
@@ -54,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--model-dir", required=True, type=Path)
     train.add_argument("--keep-versions", type=int, default=3)
     _add_model_options(train)
+    train.add_argument(
+        "--index",
+        choices=("exact", "hnsw"),
+        default="exact",
+        help="item index served for known users: exact search (default) or an approximate "
+        "HNSW graph built now and saved with the version (needs the ann extra, faiss-cpu)",
+    )
     train.add_argument(
         "--validation-fraction",
         type=float,
@@ -196,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--exclude", action="append", default=[], metavar="ITEM")
 
     evaluate = commands.add_parser(
-        "evaluate", help="score a model on the fixed offline protocols (see EVALUATION in README)"
+        "evaluate", help="score a model on the fixed offline protocols (README: Evaluation)"
     )
     _add_data_options(evaluate)
     evaluate.add_argument("--protocol", choices=("rating", "ranking"), default="rating")
@@ -240,8 +249,10 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def _csv_options(args: argparse.Namespace) -> dict[str, Any]:
+    # A literal backslash-t, as typed in most shells, means a tab.
+    separator = "\t" if args.sep == "\\t" else args.sep
     names = {
-        "separator": args.sep,
+        "separator": separator,
         "user_column": args.user_col,
         "item_column": args.item_col,
         "rating_column": args.rating_col,
@@ -256,6 +267,11 @@ def run_train(args: argparse.Namespace) -> int:
     from mfrec.training.pipeline import Progress, train_and_save
 
     config = _training_config(args).resolved()
+    if args.index == "hnsw":
+        from mfrec.training.ann import faiss_available
+
+        if not faiss_available():
+            raise SystemExit("--index hnsw needs faiss-cpu: pip install 'mfrec[ann]'")
     frame = load_ratings(args.data, args.format, **_csv_options(args))
     print(f"loaded {len(frame):,} ratings from {args.data}")
 
@@ -274,7 +290,7 @@ def run_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    summary = train_and_save(frame, config, args.model_dir, progress)
+    summary = train_and_save(frame, config, args.model_dir, progress, index=args.index)
     ModelStore(args.model_dir, args.keep_versions).prune()
     print(f"saved model {summary.model_version} to {summary.path}")
     print(
@@ -298,10 +314,34 @@ def _rating_range(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
+def _check_serve_flags(args: argparse.Namespace) -> None:
+    """Refuses settings that cannot work, before anything starts."""
+    problems = []
+    if not 0 <= args.port <= 65535:
+        problems.append("--port must be between 1 and 65535 (0 picks a free port)")
+    for flag in ("max_k", "max_batch", "max_id_bytes", "threads", "keep_versions"):
+        if getattr(args, flag) < 1:
+            problems.append(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("max_exclude", "max_allowed", "max_recent", "max_inline_ratings"):
+        if getattr(args, flag) < 0:
+            problems.append(f"--{flag.replace('_', '-')} must be at least 0")
+    if args.max_message_mib < 1:
+        problems.append("--max-message-mib must be at least 1")
+    if not args.grace_seconds >= 0:
+        problems.append("--grace-seconds must be at least 0")
+    if args.model_dir.exists() and not args.model_dir.is_dir():
+        problems.append(f"--model-dir {args.model_dir} is not a directory")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        problems.append(f"--data-dir {args.data_dir} is not an existing directory")
+    if problems:
+        raise SystemExit("mfrec serve: " + "; ".join(problems))
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from mfrec.server.app import MiB, ServerConfig, serve
     from mfrec.server.tls import tls_files
 
+    _check_serve_flags(args)
     limits = Limits(
         max_k=args.max_k,
         max_id_bytes=args.max_id_bytes,

@@ -108,7 +108,10 @@ class TrainingJobs:
         try:
             result = body(progress)
         except Exception as error:  # every failure ends the job, never the server
-            log.warning("training job %s failed: %s", job_id, error, exc_info=True)
+            # Bad data is an expected failure: its message says it all. Anything else is a
+            # bug or an environment problem, whose traceback belongs in the log.
+            expected = isinstance(error, ValueError | MemoryError)
+            log.warning("training job %s failed: %s", job_id, error, exc_info=not expected)
             message = str(error) or type(error).__name__
             self._finish(job_id, state=JobState.FAILED, error=message, started=started)
         else:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mfrec.training.ann import DEFAULT_EF_SEARCH
 from mfrec.training.artifact import ModelArtifact, read_artifact
 from mfrec.training.config import ALS_IMPLICIT, TrainingConfig
 from mfrec.training.ids import NOT_FOUND, hash_id
@@ -35,6 +36,8 @@ class ServingModel:
             rounding error of float32 scores (see score_slack).
         ascii_item_ids: whether every item id is ASCII, so ids decode in one pass.
         item_id_list: every item id decoded, for catalogs up to DECODED_ITEM_IDS_MAX.
+        ef_search: the search beam of the approximate item index (artifact.item_index),
+            when the version has one.
     """
 
     artifact: ModelArtifact
@@ -44,6 +47,7 @@ class ServingModel:
     max_item_bias: float = 0.0
     ascii_item_ids: bool = False
     item_id_list: tuple[str, ...] | None = None
+    ef_search: int = DEFAULT_EF_SEARCH
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact) -> ServingModel:
@@ -62,6 +66,7 @@ class ServingModel:
             item_id_list=(
                 tuple(artifact.item_ids.all_ids()) if n_items <= DECODED_ITEM_IDS_MAX else None
             ),
+            ef_search=_ef_search(artifact.metadata),
         )
 
     @classmethod
@@ -87,6 +92,11 @@ class ServingModel:
     @property
     def version(self) -> str:
         return self.artifact.version
+
+    @property
+    def approximate(self) -> bool:
+        """Whether known users' unrestricted requests search the approximate item index."""
+        return self.artifact.item_index is not None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -205,6 +215,12 @@ class ServingModel:
     def seen_items(self, user_index: int) -> npt.NDArray[np.int32]:
         indptr = self.artifact.seen_indptr
         return self.artifact.seen_indices[int(indptr[user_index]) : int(indptr[user_index + 1])]
+
+
+def _ef_search(metadata: dict[str, Any]) -> int:
+    params = metadata.get("index_params")
+    value = params.get("ef_search") if isinstance(params, dict) else None
+    return value if isinstance(value, int) and value > 0 else DEFAULT_EF_SEARCH
 
 
 def _plain_views(artifact: ModelArtifact) -> ModelArtifact:

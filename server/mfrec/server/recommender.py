@@ -9,6 +9,7 @@ from enum import Enum
 import numpy as np
 import numpy.typing as npt
 
+from mfrec.server.ann import approximate_top_k
 from mfrec.server.errors import InvalidRequest, NotFound
 from mfrec.server.foldin import fold_in_scores
 from mfrec.server.model import ServingModel
@@ -182,7 +183,15 @@ def _rows(
 def _personalized_one(
     model: ServingModel, user: int, k: int, include_seen: bool, excluded: npt.NDArray[np.integer]
 ) -> list[tuple[str, float]]:
-    """Ranks every item for one known user: _personalized for one row, in fewer steps."""
+    """Ranks every item for one known user: _personalized for one row, in fewer steps.
+
+    A model with an approximate item index answers from its candidates instead, unless too
+    few of them survive the seen and excluded items.
+    """
+    if model.approximate:
+        nearest = approximate_top_k(model, user, k, include_seen, excluded)
+        if nearest is not None:
+            return _named(model, *nearest)
     f = model.artifact.factors
     buffers = work_buffers(1, model.n_items)
     scores, scratch, mask = (buffer[0] for buffer in buffers)
@@ -336,7 +345,8 @@ def recommend_batch(
     """Answers several queries from one snapshot, each exactly as recommend would.
 
     Known users without an allowed list share matrix-matrix products of at most
-    BATCH_SCORE_ELEMENTS scores each; every other query is answered by recommend itself.
+    BATCH_SCORE_ELEMENTS scores each; every other query, and every query to a model with an
+    approximate index (whose answers come from one user's search), is answered by recommend.
 
     Raises:
         InvalidRequest: naming the index of the first invalid query.
@@ -351,7 +361,7 @@ def recommend_batch(
     known, positions, ignored = _KnownUsers(), [], []
     users = model.user_indices([query.user_id for query in queries])
     for position, (query, k, user) in enumerate(zip(queries, ks, users, strict=True)):
-        if user == NOT_FOUND or query.allowed_item_ids:
+        if user == NOT_FOUND or query.allowed_item_ids or model.approximate:
             answers[position] = recommend(model, query, limits)
             continue
         excluded = model.item_indices(query.exclude_item_ids) if query.exclude_item_ids else _EMPTY

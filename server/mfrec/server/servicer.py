@@ -70,6 +70,7 @@ _ALGORITHMS = {
 _ALGORITHM_ENUMS = {name: value for value, name in _ALGORITHMS.items() if value}
 
 Response = TypeVar("Response")
+_MAX_JOB_ID_CHARS = 64
 
 
 def status_code(error: Exception) -> tuple[grpc.StatusCode, str]:
@@ -137,6 +138,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 f"requests has {len(request.requests)} entries; at most {limits.max_batch} "
                 "are allowed per call"
             )
+        if not request.requests:
+            return pb.RecommendBatchResponse()
         queries = [query_from_proto(sub) for sub in request.requests]
         model = self.store.require()
         answers = recommender.recommend_batch(model, queries, limits)
@@ -167,11 +170,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         config = config_from_proto(request.config)
         source = self._source(request)
         resolved = config.resolved()
-        # The pipeline loads pandas and scipy: only a process that trains pays for them.
-        from mfrec.training.pipeline import total_iterations
-
         if isinstance(self.jobs, FileJobs):  # --workers: the supervisor's trainer runs it
-            return job_to_proto(self.jobs.submit(source, config, total_iterations(resolved)))
+            return job_to_proto(self.jobs.submit(source, config, resolved.total_sweeps()))
         body = training_job(
             self.store,
             source,
@@ -179,7 +179,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             self.settings.rating_range,
             max_id_bytes=self.settings.limits.max_id_bytes,
         )
-        return job_to_proto(self.jobs.start(body, total_iterations(resolved)))
+        return job_to_proto(self.jobs.start(body, resolved.total_sweeps()))
 
     @_handled
     def GetTrainingJob(
@@ -187,6 +187,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     ) -> pb.TrainingJob:
         if not request.job_id:
             raise InvalidRequest("job_id is required")
+        if len(request.job_id) > _MAX_JOB_ID_CHARS:
+            raise InvalidRequest("job_id is not a job id: ids are 32 hexadecimal characters")
         return job_to_proto(self.jobs.get(request.job_id))
 
     @_handled

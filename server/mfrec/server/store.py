@@ -12,7 +12,12 @@ from pathlib import Path
 
 from mfrec.server.errors import NoModel
 from mfrec.server.model import ServingModel
-from mfrec.training.artifact import ArtifactError, list_versions, remove_stale_temporaries
+from mfrec.training.artifact import (
+    ArtifactError,
+    list_versions,
+    read_artifact,
+    remove_stale_temporaries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,13 @@ class ModelStore:
             self.swap(model)
             return model
         return None
+
+    def _loads(self, version: str) -> bool:
+        try:
+            read_artifact(self.model_dir / version, mmap=True)
+        except ArtifactError:
+            return False
+        return True
 
     def load_version(self, path: Path) -> ServingModel:
         """Loads one version directory (raises ArtifactError when it is unusable)."""
@@ -142,15 +154,25 @@ class ModelStore:
             settled = mtime if time.time_ns() - mtime > 1_000_000_000 else None
 
     def prune(self) -> list[str]:
-        """Deletes all but the newest keep_versions versions, never the one serving."""
+        """Keeps the newest keep_versions loadable versions (and the serving one); deletes
+        the older ones.
+
+        A version that fails to load never counts as kept, so broken folders cannot push the
+        last good fallback out; they are left for an operator to inspect until they are older
+        than keep_versions good ones.
+        """
         serving = self._current.version if self._current is not None else None
-        versions = list_versions(self.model_dir)
-        removed = []
-        for version in versions[: max(0, len(versions) - self.keep_versions)]:
+        kept, removed = 0, []
+        for version in reversed(list_versions(self.model_dir)):
             if version == serving:
-                continue
-            shutil.rmtree(self.model_dir / version, ignore_errors=True)
-            removed.append(version)
+                kept += 1
+            elif kept >= self.keep_versions:
+                shutil.rmtree(self.model_dir / version, ignore_errors=True)
+                removed.append(version)
+            elif self._loads(version):
+                kept += 1
+            else:
+                log.warning("model version %s does not load; not counted as kept", version)
         if removed:
             log.info("removed old model versions %s", ", ".join(removed))
         return removed

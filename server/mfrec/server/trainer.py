@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the serving process imports pandas only on the job thread
     from mfrec.server.model import ServingModel
 
 FORMATS = ("ml-100k", "ml-csv", "ml-dat", "csv")
+_MAX_PATH_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,17 @@ def resolve_dataset_path(data_dir: Path | None, requested: str) -> Path:
         )
     if "\x00" in requested:
         raise InvalidRequest("dataset_path must not contain NUL characters")
+    if len(requested.encode("utf-8", errors="surrogatepass")) > _MAX_PATH_BYTES:
+        raise InvalidRequest(f"dataset_path is longer than {_MAX_PATH_BYTES} bytes")
     root = data_dir.resolve()
-    candidate = Path(os.path.join(root, requested)).resolve()
+    try:
+        candidate = Path(os.path.join(root, requested)).resolve()
+        exists = candidate.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a loop of links
+        raise InvalidRequest("dataset_path cannot be resolved to a file") from None
     if candidate != root and root not in candidate.parents:
         raise InvalidRequest("dataset_path must name a file inside the server's data dir")
-    if not candidate.exists():
+    if not exists:
         raise NotFound(f"dataset_path {requested!r} does not exist in the data dir")
     if not candidate.is_file():
         raise InvalidRequest(f"dataset_path {requested!r} is not a regular file")

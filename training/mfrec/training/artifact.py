@@ -10,22 +10,27 @@ Layout of a version directory (every array a .npy file, loaded with pickle disab
     popularity_order.npy       int32 item indices, most popular first
     popularity_scores.npy      float32 score of each item index
     user_ids.{blob,offsets,hashes,order}.npy, item_ids.{...}.npy   id indices (see ids.py)
+    item_index.faiss           only when metadata "index" is "hnsw": the approximate index
 
 Versions are written into a temporary sibling whose name starts with ".tmp-" (never a valid
 version name), flushed to disk, then renamed into place, so a crash leaves either the whole
-version or none of it. This module imports numpy only: the server reads artifacts with it.
+version or none of it. This module imports numpy only (faiss, through ann, only for a
+version that has an index): the server reads artifacts with it. A version whose index cannot
+be read because faiss is not installed loads without it, with a warning, and is served by
+exact search: the answers stay correct, only slower.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mfrec.training import ann
 from mfrec.training.factors import Factors
 from mfrec.training.ids import IdIndex
 from mfrec.training.popularity import Popularity
@@ -48,6 +54,8 @@ _ID_PARTS = ("blob", "offsets", "hashes", "order")
 # save kills its own process with SIGKILL right after step N (steps 1-17 write the files, 18
 # renames the folder into place), to show a crash anywhere leaves every saved version intact.
 CRASH_AFTER_STEP = "MFREC_CRASH_AFTER_STEP"
+INDEX_KEY = "index"
+_log = logging.getLogger(__name__)
 
 
 class ArtifactError(Exception):
@@ -65,24 +73,31 @@ class ModelArtifact:
     seen_indices: npt.NDArray[np.int32]
     popularity: Popularity
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The faiss index of metadata "index" "hnsw" (see ann.py); None serves by exact search.
+    item_index: Any = None
 
     @property
     def version(self) -> str:
         return str(self.metadata.get("model_version", ""))
 
+    @property
+    def index_kind(self) -> str:
+        """The index the version was trained with: ann.EXACT (the default) or ann.HNSW."""
+        return str(self.metadata.get(INDEX_KEY, ann.EXACT))
+
 
 def new_version(model_dir: Path) -> str:
-    """Returns a version name later than every version already in model_dir."""
-    now = datetime.now(UTC)
-    version = now.strftime(_VERSION_FORMAT)
+    """Returns a version name later than every version already in model_dir.
+
+    Normally the current UTC time; when a version with a later name exists (two saves in one
+    microsecond, a clock step back, or a folder named in the future), the next name after it,
+    so the newest save is always the one served.
+    """
+    version = datetime.now(UTC).strftime(_VERSION_FORMAT)
     existing = list_versions(model_dir)
     if existing and version <= existing[-1]:
-        last = datetime.strptime(existing[-1], _VERSION_FORMAT).replace(tzinfo=UTC)
-        version = datetime.fromtimestamp(last.timestamp() + 1e-6, UTC).strftime(_VERSION_FORMAT)
-        if version <= existing[-1]:  # float rounding: step by whole microseconds instead
-            digits = int(existing[-1][:-1].replace("T", "")) + 1
-            text = str(digits)
-            version = f"{text[:8]}T{text[8:]}Z"
+        digits = str(int(existing[-1][:-1].replace("T", "")) + 1)
+        version = f"{digits[:8]}T{digits[8:]}Z"
     return version
 
 
@@ -128,6 +143,10 @@ def write_artifact(artifact: ModelArtifact, model_dir: Path, version: str | None
         for step, (name, array) in enumerate(_arrays(artifact).items(), start=1):
             _write_file(temp / f"{name}.npy", lambda handle, a=array: np.save(handle, a))
             _crash_point(step)
+        if artifact.item_index is not None:
+            ann.write_index(artifact.item_index, temp / ann.INDEX_FILE)
+        elif artifact.index_kind != ann.EXACT:
+            raise ValueError(f"metadata names a {artifact.index_kind!r} index but none is built")
         metadata = dict(artifact.metadata, model_version=version, format_version=FORMAT_VERSION)
         text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False).encode()
         _write_file(temp / METADATA_FILE, lambda handle: handle.write(text))
@@ -241,7 +260,29 @@ def _read(path: Path, mmap: bool) -> ModelArtifact:
         metadata=metadata,
     )
     _check_consistency(artifact, path.name)
-    return artifact
+    return replace(artifact, item_index=_read_index(path, artifact, mmap))
+
+
+def _read_index(path: Path, artifact: ModelArtifact, mmap: bool) -> Any:
+    kind = artifact.index_kind
+    if kind == ann.EXACT:
+        return None
+    if kind != ann.HNSW:
+        raise ArtifactError(
+            f"model {path.name}: index {kind!r} is not supported (expected one of "
+            f"{', '.join(ann.INDEX_KINDS)})"
+        )
+    file = path / ann.INDEX_FILE
+    if not file.is_file():
+        raise ArtifactError(f"model {path.name}: {file.name} is missing or not a file")
+    factors = artifact.factors.item_factors
+    try:
+        return ann.read_index(file, factors.shape[0], factors.shape[1], mmap)
+    except ImportError as error:
+        _log.warning("model %s: %s; serving it by exact search", path.name, error)
+        return None
+    except ValueError as error:
+        raise ArtifactError(f"model {path.name}: {file.name} {error}") from None
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

@@ -16,6 +16,9 @@ DEFAULT_VALIDATION_FRACTION = 0.1
 MAX_FACTORS = 1024
 MAX_ITERATIONS = 1000
 MAX_VALIDATION_FRACTION = 0.5
+# Far above any useful regularization or confidence weight; beyond it float32 training
+# overflows and every factor is zero anyway.
+MAX_PENALTY = 1e6
 # Explicit models penalize a row's factors by regularization * max(its rating count, this).
 MIN_REGULARIZATION_COUNT = 25
 # The implicit model's confidence is 1 + alpha * r * (n_u / REFERENCE) ^ -EXPONENT for a user
@@ -125,6 +128,11 @@ class TrainingConfig:
             burn_in=self.burn_in or int(defaults["burn_in"]),
         )
 
+    def total_sweeps(self) -> int:
+        """Sweeps a run makes: the validation fit (if any) plus the final fit on all rows."""
+        resolved = self.resolved()
+        return resolved.iterations * (2 if resolved.validation_fraction else 1)
+
     def check(self) -> None:
         """Raises ConfigError naming the first field that is out of range."""
         if self.algorithm not in ALGORITHMS:
@@ -137,8 +145,10 @@ class TrainingConfig:
             )
         for name in ("regularization", "alpha", "bias_regularization"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{name} must be a finite number >= 0 (0 for the default)")
+            if not math.isfinite(value) or not 0 <= value <= MAX_PENALTY:
+                raise ConfigError(
+                    f"{name} must be between 0 and {MAX_PENALTY:g} (0 for the default)"
+                )
         if not 0 <= self.burn_in <= MAX_ITERATIONS:
             raise ConfigError(f"burn_in must be between 0 and {MAX_ITERATIONS} (0 for the default)")
         if self.seed < 0:

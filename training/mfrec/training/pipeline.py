@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mfrec.training import ann
 from mfrec.training.als import IterationReport, rmse
 from mfrec.training.artifact import ModelArtifact, write_artifact
 from mfrec.training.config import ALS_IMPLICIT, TrainingConfig
@@ -52,9 +53,7 @@ class TrainingSummary:
 
 def total_iterations(config: TrainingConfig) -> int:
     """Sweeps a run will make: the validation fit (if any) plus the final fit on all rows."""
-    config = config.resolved()
-    validating = bool(config.validation_fraction)
-    return config.iterations * (2 if validating else 1)
+    return config.resolved().total_sweeps()
 
 
 def validation_rows(
@@ -73,12 +72,18 @@ def build_artifact(
     config: TrainingConfig,
     progress: ProgressSink | None = None,
     popularity_method: str = COUNT,
+    index: str = ann.EXACT,
 ) -> ModelArtifact:
     """Fits a model on a ratings frame and packs it with everything serving needs.
 
     With a validation fraction, a first fit on the other rows measures validation metrics;
-    the model returned is then fit on all rows, so every user and item is known.
+    the model returned is then fit on all rows, so every user and item is known. index
+    ann.HNSW also builds the approximate item index (it needs the `ann` extra, faiss-cpu).
     """
+    if index not in ann.INDEX_KINDS:
+        raise ValueError(f"index must be one of {', '.join(ann.INDEX_KINDS)}, got {index!r}")
+    if index == ann.HNSW:
+        ann.import_faiss()  # fail before fitting, not after
     config = config.resolved()
     data = index_ratings(frame)
     if data.n_ratings == 0:
@@ -96,7 +101,24 @@ def build_artifact(
     if config.validation_fraction:
         metrics = _validate(data, config, report)
     factors = fit_model(data, config, report)
-    return _pack(data, factors, config, metrics, popularity_method)
+    return with_index(_pack(data, factors, config, metrics, popularity_method), index)
+
+
+def with_index(artifact: ModelArtifact, index: str) -> ModelArtifact:
+    """Returns the artifact with index recorded in its metadata, and built if approximate."""
+    metadata = dict(artifact.metadata, index=index)
+    if index == ann.EXACT:
+        return replace(artifact, metadata=metadata, item_index=None)
+    f = artifact.factors
+    metadata["index_params"] = {
+        "m": ann.DEFAULT_M,
+        "ef_construction": ann.DEFAULT_EF_CONSTRUCTION,
+        "ef_search": ann.DEFAULT_EF_SEARCH,
+    }
+    started = time.perf_counter()
+    built = ann.build_hnsw(np.asarray(f.item_factors), np.asarray(f.item_bias))
+    metadata["index_build_seconds"] = round(time.perf_counter() - started, 3)
+    return replace(artifact, metadata=metadata, item_index=built)
 
 
 def _validate(
@@ -169,10 +191,11 @@ def train_and_save(
     config: TrainingConfig,
     model_dir: Path,
     progress: ProgressSink | None = None,
+    index: str = ann.EXACT,
 ) -> TrainingSummary:
     """Trains on a ratings frame and writes the model as a new version in model_dir."""
     started = time.perf_counter()
-    artifact = build_artifact(frame, config, progress)
+    artifact = build_artifact(frame, config, progress, index=index)
     path = write_artifact(artifact, model_dir)
     metrics = artifact.metadata["metrics"]
     return TrainingSummary(
