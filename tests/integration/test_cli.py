@@ -173,3 +173,22 @@ def test_a_typed_backslash_t_separator_means_tab(
     ]
     assert main(args) == 0
     assert "loaded 600 ratings" in capsys.readouterr().out
+
+
+def test_users_file_errors_name_the_file_and_line(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"127.0.0.1:{server.port}"
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n\nu2\n" + "x" * 300 + "\n")
+    with pytest.raises(SystemExit, match=r"users.txt, line 4: .*longer than 256 bytes"):
+        main(["recommend", "--target", target, "--users-file", str(users)])
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Mis\xe9rables\n".encode("latin-1"))
+    for path, message in (
+        (latin, "is not UTF-8"),
+        (tmp_path / "none.txt", "does not exist"),
+        (tmp_path, "is a directory"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main(["recommend", "--target", target, "--users-file", str(path)])

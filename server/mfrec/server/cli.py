@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,7 +185,8 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=1000,
-        help="users per RecommendBatch call with --users-file (the server's --max-batch at most)",
+        help="users per RecommendBatch call with --users-file (default 1000; must not exceed "
+        "the server's --max-batch)",
     )
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--exclude", action="append", default=[], metavar="ITEM")
@@ -412,12 +414,12 @@ def _recommend_file(args: argparse.Namespace) -> int:
     """Answers every user of --users-file with RecommendBatch calls, as CSV on stdout."""
     import csv
 
-    from mfrec.client import RecommenderClient
+    from mfrec.client import RecommenderClient, RecommenderError
 
     if args.batch_size < 1:
         raise SystemExit("--batch-size must be at least 1")
-    text = args.users_file.read_text(encoding="utf-8")
-    users = [line.strip() for line in text.splitlines() if line.strip()]
+    numbered = _read_users(args.users_file)
+    users = [user for _, user in numbered]
     options = {
         "k": args.k,
         "exclude": args.exclude,
@@ -430,13 +432,41 @@ def _recommend_file(args: argparse.Namespace) -> int:
     with RecommenderClient(args.target, timeout=60.0) as client:
         for start in range(0, len(users), args.batch_size):
             chunk = users[start : start + args.batch_size]
-            answers = client.recommend_batch([{"user_id": u, **options} for u in chunk])
+            try:
+                answers = client.recommend_batch([{"user_id": u, **options} for u in chunk])
+            except RecommenderError as error:
+                raise _on_line(error, numbered, start, args.users_file) from None
             for user, answer in zip(chunk, answers, strict=True):
                 for rank, item in enumerate(answer.items, start=1):
                     writer.writerow(
                         (user, rank, item.item_id, f"{item.score:.6g}", answer.source.value)
                     )
     return 0
+
+
+def _read_users(path: Path) -> list[tuple[int, str]]:
+    """Returns (line number, user id) for every non-blank line of a users file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise SystemExit(f"--users-file {path} is a directory") from None
+    except FileNotFoundError:
+        raise SystemExit(f"--users-file {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise SystemExit(f"--users-file {path} is not UTF-8 text ({error.reason})") from None
+    lines = enumerate(text.splitlines(), start=1)
+    return [(number, line.strip()) for number, line in lines if line.strip()]
+
+
+def _on_line(
+    error: Exception, numbered: list[tuple[int, str]], start: int, path: Path
+) -> Exception:
+    """Names the file line of a batch's bad sub-request instead of its index in the batch."""
+    found = re.search(r"requests\[(\d+)\]", str(error))
+    if found is None:
+        return error
+    line = numbered[start + int(found.group(1))][0]
+    return SystemExit(f"--users-file {path}, line {line}: {str(error)[found.end() + 2 :]}")
 
 
 def run_similar(args: argparse.Namespace) -> int:
