@@ -460,7 +460,7 @@ def _read_users(path: Path) -> list[tuple[int, str]]:
 
 def _on_line(
     error: Exception, numbered: list[tuple[int, str]], start: int, path: Path
-) -> Exception:
+) -> BaseException:
     """Names the file line of a batch's bad sub-request instead of its index in the batch."""
     found = re.search(r"requests\[(\d+)\]", str(error))
     if found is None:
