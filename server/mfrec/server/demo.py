@@ -14,10 +14,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from mfrec.client import Recommendations, RecommenderClient
+from mfrec.client import Recommendations, RecommenderClient, Source
 
 _KNOWN_USERS = ("196", "186", "22")
 _UNKNOWN_USER = "new-user-42"
+# Star Wars, The Empire Strikes Back, Return of the Jedi: a new user folded in from them.
+_RECENT_ITEMS = ("50", "172", "181")
 _START_TIMEOUT_SECONDS = 60.0
 
 
@@ -59,11 +61,13 @@ def _wait_serving(target: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the server did not become SERVING within {_START_TIMEOUT_SECONDS} s")
 
 
-def _show(answer: Recommendations, user_id: str, titles: dict[str, str]) -> None:
-    print(f"\nuser {user_id}: {answer.source.value} (model {answer.model_version})")
+def _show(answer: Recommendations, user_id: str, titles: dict[str, str], note: str = "") -> None:
+    print(f"\nuser {user_id}{note}: {answer.source.value} (model {answer.model_version})")
+    popular = answer.source is Source.POPULAR
     for rank, item in enumerate(answer.items, start=1):
         title = titles.get(item.item_id, "")
-        print(f"  {rank:>2}. {item.score:6.3f}  [{item.item_id:>5}] {title}")
+        score = f"{item.score:6.0f} ratings" if popular else f"{item.score:6.3f} predicted"
+        print(f"  {rank:>2}. {score}  [{item.item_id:>5}] {title}")
 
 
 def run_demo(work_dir: Path | None = None) -> int:
@@ -104,6 +108,9 @@ def run_demo(work_dir: Path | None = None) -> int:
                 users = users or [str(frame["user_id"].iloc[0])]  # type: ignore[index]
                 for user_id in [*users, _UNKNOWN_USER]:
                     _show(client.recommend(user_id, k=5), user_id, titles)
+                if users[0] in _KNOWN_USERS:
+                    answer = client.recommend(_UNKNOWN_USER, k=5, recent=_RECENT_ITEMS)
+                    _show(answer, _UNKNOWN_USER, titles, " after watching the Star Wars trilogy")
         finally:
             server.send_signal(signal.SIGTERM)
             code = server.wait(timeout=30)
