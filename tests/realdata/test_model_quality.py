@@ -11,26 +11,9 @@ import pandas as pd
 import pytest
 
 from mfrec.training.config import ALS_EXPLICIT, ALS_IMPLICIT, BPMF, TrainingConfig
-from mfrec.training.evaluation import dataset_path, evaluate, load_movielens
+from mfrec.training.evaluation import evaluate
 
 pytestmark = pytest.mark.realdata
-
-
-def _frame(name: str) -> pd.DataFrame:
-    path = dataset_path(name)
-    if not path.is_file():
-        pytest.skip(f"{path} is missing: set MFREC_DATA_HOME to the folder holding {name}/")
-    return load_movielens(name)
-
-
-@pytest.fixture(scope="module")
-def ml100k() -> pd.DataFrame:
-    return _frame("ml-100k")
-
-
-@pytest.fixture(scope="module")
-def latest_small() -> pd.DataFrame:
-    return _frame("ml-latest-small")
 
 
 def test_explicit_als_rmse_on_100k(ml100k: pd.DataFrame) -> None:

@@ -7,9 +7,7 @@ import pandas as pd
 import pytest
 
 from mfrec.training.evaluation import (
-    dataset_path,
     evaluate_popularity,
-    load_movielens,
     ranking_split,
     rating_split,
     split_frame,
@@ -19,23 +17,6 @@ pytestmark = pytest.mark.realdata
 
 # The reference figures of shared EVALUATION.md, measured by other libraries on these splits.
 REFERENCE_TOLERANCE = 0.002
-
-
-def _frame(name: str) -> pd.DataFrame:
-    path = dataset_path(name)
-    if not path.is_file():
-        pytest.skip(f"{path} is missing: set MFREC_DATA_HOME to the folder holding {name}/")
-    return load_movielens(name)
-
-
-@pytest.fixture(scope="module")
-def ml100k() -> pd.DataFrame:
-    return _frame("ml-100k")
-
-
-@pytest.fixture(scope="module")
-def latest_small() -> pd.DataFrame:
-    return _frame("ml-latest-small")
 
 
 def test_ml100k_reads_in_file_order(ml100k: pd.DataFrame) -> None:
