@@ -192,3 +192,14 @@ def test_users_file_errors_name_the_file_and_line(
     ):
         with pytest.raises(SystemExit, match=message):
             main(["recommend", "--target", target, "--users-file", str(path)])
+
+
+def test_train_stops_at_once_on_ratings_too_large_for_float32(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "huge.csv"
+    data.write_text("user_id,item_id,rating\na,x,1e39\nb,y,3\na,y,2\n")
+    models = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--format", "csv", "--model-dir", str(models)]) == 1
+    assert "training overflowed" in capsys.readouterr().err
+    assert list_versions(models) == []

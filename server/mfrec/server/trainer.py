@@ -121,7 +121,7 @@ def training_job(
     """Returns the body of a job that trains, saves, loads and swaps in a new model."""
 
     def body(report: ProgressReporter) -> JobResult:
-        from mfrec.training.pipeline import train_and_save
+        from mfrec.training.pipeline import TrainingOverflow, train_and_save
 
         frame = _load(source, rating_range)
         if max_id_bytes is not None and isinstance(source, FileSource):
@@ -131,11 +131,9 @@ def training_job(
             report(update.iteration, update.total_iterations)  # type: ignore[attr-defined]
 
         try:
-            # An overflow stops training at once, before a model of infinities is saved.
-            with np.errstate(over="raise"):
-                summary = train_and_save(frame, config, store.model_dir, progress)
-        except FloatingPointError as error:
-            raise TrainingFailed(f"training overflowed: {_magnitude_hint(frame)}") from error
+            summary = train_and_save(frame, config, store.model_dir, progress)
+        except TrainingOverflow as error:
+            raise TrainingFailed(str(error)) from error
         except OSError as error:  # the job's error is shown to callers: no server paths
             reason = error.strerror or type(error).__name__
             raise TrainingFailed(f"saving the model failed: {reason}") from error
@@ -161,17 +159,11 @@ def _load_trained(store: ModelStore, path: Path, frame: pd.DataFrame) -> Serving
     except ArtifactError as error:
         shutil.rmtree(path, ignore_errors=True)
         reason = str(error).split(": ", 1)[-1]
+        from mfrec.training.pipeline import magnitude_hint
+
         raise TrainingFailed(
-            f"the trained model is unusable and was discarded: {reason}; {_magnitude_hint(frame)}"
+            f"the trained model is unusable and was discarded: {reason}; {magnitude_hint(frame)}"
         ) from None
-
-
-def _magnitude_hint(frame: pd.DataFrame) -> str:
-    largest = float(np.abs(frame["rating"].to_numpy()).max())
-    return (
-        f"the ratings reach magnitude {largest:g}, and the float32 factors hold values up to "
-        "about 3.4e38 (products of ratings included): rescale very large ratings"
-    )
 
 
 def _check_id_lengths(frame: pd.DataFrame, max_id_bytes: int, source: FileSource) -> None:

@@ -186,6 +186,19 @@ def _pack(
     )
 
 
+class TrainingOverflow(ValueError):
+    """The ratings are too large for float32 factors: the data must be rescaled."""
+
+
+def magnitude_hint(frame: pd.DataFrame) -> str:
+    """Explains an overflow by the largest rating in the data."""
+    largest = float(np.abs(frame["rating"].to_numpy()).max()) if len(frame) else 0.0
+    return (
+        f"the ratings reach magnitude {largest:g}, and the float32 factors hold values up to "
+        "about 3.4e38 (products of ratings included): rescale very large ratings"
+    )
+
+
 def train_and_save(
     frame: pd.DataFrame,
     config: TrainingConfig,
@@ -193,9 +206,18 @@ def train_and_save(
     progress: ProgressSink | None = None,
     index: str = ann.EXACT,
 ) -> TrainingSummary:
-    """Trains on a ratings frame and writes the model as a new version in model_dir."""
+    """Trains on a ratings frame and writes the model as a new version in model_dir.
+
+    Raises:
+        TrainingOverflow: the ratings are too large for float32 training; nothing is saved.
+    """
     started = time.perf_counter()
-    artifact = build_artifact(frame, config, progress, index=index)
+    try:
+        # An overflow stops training at once, before a model of infinities can be saved.
+        with np.errstate(over="raise"):
+            artifact = build_artifact(frame, config, progress, index=index)
+    except FloatingPointError as error:
+        raise TrainingOverflow(f"training overflowed: {magnitude_hint(frame)}") from error
     path = write_artifact(artifact, model_dir)
     metrics = artifact.metadata["metrics"]
     return TrainingSummary(
