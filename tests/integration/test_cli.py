@@ -203,3 +203,14 @@ def test_train_stops_at_once_on_ratings_too_large_for_float32(
     assert main(["train", "--data", str(data), "--format", "csv", "--model-dir", str(models)]) == 1
     assert "training overflowed" in capsys.readouterr().err
     assert list_versions(models) == []
+
+
+def test_train_refuses_ids_no_request_could_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "long.csv"
+    data.write_text("user_id,item_id,rating\na,x,1\n" + "u" * 300 + ",y,2\n")
+    models = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--format", "csv", "--model-dir", str(models)]) == 1
+    assert "longer than the server's --max-id-bytes" in capsys.readouterr().err
+    assert list_versions(models) == []

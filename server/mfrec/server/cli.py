@@ -54,8 +54,24 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and save it as a new version")
     _add_data_options(train)
-    train.add_argument("--model-dir", required=True, type=Path)
-    train.add_argument("--keep-versions", type=int, default=3)
+    train.add_argument(
+        "--model-dir",
+        required=True,
+        type=Path,
+        help="folder of model versions; the new one is saved here",
+    )
+    train.add_argument(
+        "--max-id-bytes",
+        type=int,
+        default=256,
+        help="longest id accepted, in UTF-8 bytes: keep it equal to serve's",
+    )
+    train.add_argument(
+        "--keep-versions",
+        type=int,
+        default=3,
+        help="newest loadable versions kept after saving (default 3)",
+    )
     _add_model_options(train)
     train.add_argument(
         "--index",
@@ -72,9 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     serve = commands.add_parser("serve", help="serve the newest model in --model-dir over gRPC")
-    serve.add_argument("--model-dir", required=True, type=Path)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument(
+        "--model-dir",
+        required=True,
+        type=Path,
+        help="folder of model versions; the newest valid one is served",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=50051,
+        help="port to listen on (default 50051; 0 picks a free one)",
+    )
     serve.add_argument(
         "--data-dir",
         type=Path,
@@ -87,7 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="largest k a request may ask for (default %(default)s)",
     )
-    serve.add_argument("--keep-versions", type=int, default=3)
+    serve.add_argument(
+        "--keep-versions",
+        type=int,
+        default=3,
+        help="newest loadable versions kept after each Train (default 3)",
+    )
     serve.add_argument(
         "--max-batch",
         type=int,
@@ -158,7 +191,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host without --tokens-file",
     )
-    serve.add_argument("--grace-seconds", type=float, default=10.0)
+    serve.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=10.0,
+        help="how long SIGTERM waits for calls in flight (default 10)",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -173,7 +211,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     rec = commands.add_parser("recommend", help="ask a running server for recommendations")
-    rec.add_argument("--target", default="127.0.0.1:50051")
+    rec.add_argument(
+        "--target",
+        default="127.0.0.1:50051",
+        help="host:port of the server (default 127.0.0.1:50051)",
+    )
     who = rec.add_mutually_exclusive_group(required=True)
     who.add_argument("--user")
     who.add_argument(
@@ -201,7 +243,11 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--include-seen", action="store_true")
 
     sim = commands.add_parser("similar", help="ask a running server for similar items")
-    sim.add_argument("--target", default="127.0.0.1:50051")
+    sim.add_argument(
+        "--target",
+        default="127.0.0.1:50051",
+        help="host:port of the server (default 127.0.0.1:50051)",
+    )
     sim.add_argument("--item", required=True)
     sim.add_argument("-k", type=int, default=10)
     sim.add_argument("--exclude", action="append", default=[], metavar="ITEM")
@@ -265,6 +311,7 @@ def _csv_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     from mfrec.server.store import ModelStore
+    from mfrec.server.trainer import check_id_lengths
     from mfrec.training.loaders import load_ratings
     from mfrec.training.pipeline import Progress, train_and_save
 
@@ -276,6 +323,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise SystemExit("--index hnsw needs faiss-cpu: pip install 'mfrec[ann]'")
     frame = load_ratings(args.data, args.format, **_csv_options(args))
     print(f"loaded {len(frame):,} ratings from {args.data}")
+    # The same check as the Train RPC's: every trained id must be one a request can name.
+    check_id_lengths(frame, args.max_id_bytes, str(args.data))
 
     def progress(update: Progress) -> None:
         report = update.report

@@ -125,7 +125,7 @@ def training_job(
 
         frame = _load(source, rating_range)
         if max_id_bytes is not None and isinstance(source, FileSource):
-            _check_id_lengths(frame, max_id_bytes, source)
+            check_id_lengths(frame, max_id_bytes, source.requested)
 
         def progress(update: object) -> None:
             report(update.iteration, update.total_iterations)  # type: ignore[attr-defined]
@@ -166,8 +166,12 @@ def _load_trained(store: ModelStore, path: Path, frame: pd.DataFrame) -> Serving
         ) from None
 
 
-def _check_id_lengths(frame: pd.DataFrame, max_id_bytes: int, source: FileSource) -> None:
-    """Rejects ids longer than requests may name, so every trained id can be asked for."""
+def check_id_lengths(frame: pd.DataFrame, max_id_bytes: int, name: str) -> None:
+    """Rejects ids longer than requests may name, so every trained id can be asked for.
+
+    Raises:
+        InvalidRequest: naming the file (as the caller named it) and the first long id.
+    """
     for column, label in (("user_id", "user id"), ("item_id", "item id")):
         encoded = frame[column].str.encode("utf-8", errors="surrogatepass")
         lengths = encoded.str.len()  # type: ignore[misc]  # the stubs type .str.len on str only
@@ -175,7 +179,7 @@ def _check_id_lengths(frame: pd.DataFrame, max_id_bytes: int, source: FileSource
         if too_long.size:
             value = str(frame[column].iloc[int(too_long[0])])
             raise InvalidRequest(
-                f"{source.requested}: the {label} {value[:32]!r}... is longer than the server's "
+                f"{name}: the {label} {value[:32]!r}... is longer than the server's "
                 f"--max-id-bytes ({max_id_bytes} bytes of UTF-8)"
             )
 
