@@ -12,41 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from mfrec.client import RecommenderClient, RecommenderError
+from mfrec.client import RecommenderClient
+from mfrec.server.launch import free_port, serve_command, wait_serving
 from mfrec.training.config import TrainingConfig
 from mfrec.training.datasets import fetch_movielens
 from mfrec.training.loaders import load_ratings
 from mfrec.training.pipeline import train_and_save
 
 _WARM_UP_CALLS = 300
-_START_TIMEOUT_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_ready(client: RecommenderClient, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with code {server.returncode}")
-        try:
-            client.recommend("1")
-            return
-        except RecommenderError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not answer within 60 s")
 
 
 def main() -> int:
@@ -58,22 +37,12 @@ def main() -> int:
     users = sorted(set(frame["user_id"]), key=int)
     with tempfile.TemporaryDirectory() as scratch:
         train_and_save(frame, TrainingConfig(validation_fraction=0.0), Path(scratch))
-        port = _free_port()
+        port = free_port()
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-        command = [
-            sys.executable,
-            "-m",
-            "mfrec.server.cli",
-            "serve",
-            "--model-dir",
-            scratch,
-            "--port",
-            str(port),
-        ]
-        server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(serve_command(scratch, port), env=env, stderr=subprocess.DEVNULL)
         try:
+            wait_serving(f"127.0.0.1:{port}", server)
             with RecommenderClient(f"127.0.0.1:{port}") as client:
-                _wait_ready(client, server)
                 for call in range(_WARM_UP_CALLS):
                     client.recommend(users[call % len(users)])
                 seconds = []

@@ -58,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _models import movielens_model_dir, synthetic_model_dir  # noqa: E402
 
 from mfrec.server import ranking, recommender  # noqa: E402
+from mfrec.server.launch import serve_command  # noqa: E402
 from mfrec.server.model import ServingModel  # noqa: E402
 from mfrec.server.recommender import Limits, RecommendQuery, recommend  # noqa: E402
 from mfrec.training.artifact import list_versions  # noqa: E402
@@ -134,20 +135,7 @@ def running_server(model_dir: Path, workers: int = 1) -> Iterator[dict[str, Any]
     if workers == 1:
         holder.close()  # one process binds without SO_REUSEPORT
     log = tempfile.NamedTemporaryFile(prefix="mfrec-bench-", suffix=".log", delete=False)
-    command = [
-        sys.executable,
-        "-m",
-        "mfrec.server.cli",
-        "serve",
-        "--model-dir",
-        str(model_dir),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--grace-seconds",
-        "2",
-    ]
+    command = serve_command(model_dir, port, "--workers", str(workers), "--grace-seconds", "2")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     _LOGS[process.pid] = log.name
     target = f"127.0.0.1:{port}"

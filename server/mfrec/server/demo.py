@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from mfrec.client import Recommendations, RecommenderClient, Source
+from mfrec.server.launch import free_port, serve_command, wait_serving
 
 _KNOWN_USERS = ("196", "186", "22")
 _UNKNOWN_USER = "new-user-42"
 # Star Wars, The Empire Strikes Back, Return of the Jedi: a new user folded in from them.
 _RECENT_ITEMS = ("50", "172", "181")
-_START_TIMEOUT_SECONDS = 60.0
 
 
 def _dataset() -> tuple[object, dict[str, str], str]:
@@ -36,29 +30,6 @@ def _dataset() -> tuple[object, dict[str, str], str]:
         return synthetic_ratings(943, 1682, 100_000, seed=42), {}, "synthetic ratings"
     frame = load_ratings(dataset.ratings_path, dataset.format)
     return frame, load_item_titles(dataset), f"MovieLens 100K ({dataset.ratings_path})"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_serving(target: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited early with code {process.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"the server did not become SERVING within {_START_TIMEOUT_SECONDS} s")
 
 
 def _show(answer: Recommendations, user_id: str, titles: dict[str, str], note: str = "") -> None:
@@ -87,21 +58,12 @@ def run_demo(work_dir: Path | None = None) -> int:
             f"{summary.item_count} items, validation RMSE "
             f"{'n/a' if rmse is None else f'{rmse:.4f}'}, {summary.train_seconds:.1f} s"
         )
-        port = _free_port()
+        port = free_port()
         target = f"127.0.0.1:{port}"
-        command = [
-            sys.executable,
-            "-m",
-            "mfrec.server.cli",
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(port),
-        ]
+        command = serve_command(model_dir, port)
         server = subprocess.Popen(command, env=dict(os.environ))
         try:
-            _wait_serving(target, server)
+            wait_serving(target, server)
             print(f"server listening on {target}")
             with RecommenderClient(target) as client:
                 users = [u for u in _KNOWN_USERS if description.startswith("MovieLens")]
